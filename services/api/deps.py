@@ -1,0 +1,71 @@
+"""Request dependencies: the database pool, the caller's token and what it may see."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import asyncpg
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from sitewatch import auth
+from sitewatch.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="`sitewatch token create --role ROLE` prints a token")
+
+
+if TYPE_CHECKING:
+    PgPool = asyncpg.Pool[Any]
+else:  # asyncpg's classes are generic only in its stubs
+    PgPool = asyncpg.Pool
+
+
+def get_pool(request: Request) -> PgPool:
+    pool: PgPool = request.app.state.pool
+    return pool
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+Pool = Annotated[PgPool, Depends(get_pool)]
+
+
+async def get_principal(
+    pool: Pool, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> auth.Principal:
+    if credentials is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    principal = await auth.lookup(pool, credentials.credentials)
+    if principal is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+Principal = Annotated[auth.Principal, Depends(get_principal)]
+
+
+def require_admin(principal: Principal) -> auth.Principal:
+    if not principal.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs an admin token")
+    return principal
+
+
+Admin = Annotated[auth.Principal, Depends(require_admin)]
+
+
+async def visible_sites(pool: asyncpg.Pool[Any], principal: auth.Principal) -> dict[str, int] | None:
+    """Site code → id of the sites `principal` may see, or None for every site (admin, global operator)."""
+    if principal.role != "enterprise" and principal.sites is None:
+        return None
+    rows = await pool.fetch(
+        "SELECT code, id FROM sites WHERE ($1::text IS NULL OR enterprise = $1)"
+        " AND ($2::text[] IS NULL OR code = ANY($2))",
+        principal.enterprise if principal.role == "enterprise" else None,
+        sorted(principal.sites) if principal.sites is not None else None,
+    )
+    return {r["code"]: r["id"] for r in rows}

@@ -1,0 +1,1 @@
+"""Ingest: MQTT telemetry and positions into PostgreSQL, lossless and exactly once."""

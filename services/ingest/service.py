@@ -1,0 +1,243 @@
+"""The ingest loop: MQTT deliveries → columns → batches → COPY (or the spool) → PUBACK.
+
+Three tasks share the work: `_consume` decodes deliveries into the open batch and hands full ones
+over, `_write` commits each batch (or spools it when the database is away) and acknowledges its
+messages, `_replay` drains the spool in order once the database is back. Catalog changes arrive by
+LISTEN/NOTIFY; an unknown site or point also triggers a (rate-limited) reload before rejecting, so a
+catalog loaded just before a publish is never raced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import asyncpg
+
+from services.ingest import catalog_view
+from services.ingest.metrics import IngestMetrics
+from services.ingest.spool import Spool
+from sitewatch import protocol
+from sitewatch.mqtt import Delivery, MqttSession
+from sitewatch.settings import Settings
+from sitewatch.store import db, maintenance
+from sitewatch.store.migrate import storage_mode
+from sitewatch.store.writer import Batch, Writer
+
+log = logging.getLogger("sitewatch.ingest")
+
+CATALOG_CHANNEL = "sitewatch_catalog"
+UNKNOWN_SITE = "unknown_site"
+_RELOAD_MIN_S = 0.5
+_MAINTENANCE_S = 3600.0
+
+
+class IngestService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = IngestMetrics()
+        self.spool = Spool(settings.data_dir / "spool" / "ingest", settings.spool_max_bytes)
+        self._catalog_file = settings.data_dir / "ingest-catalog.json"
+        self.sites = catalog_view.read(self._catalog_file)
+        self.session = MqttSession(
+            "sitewatch-ingest",
+            settings.mqtt_host,
+            settings.mqtt_port,
+            username=settings.mqtt_user,
+            password=settings.mqtt_password,
+            subscriptions=[("sw/v1/+/+/telemetry", 1), ("sw/v1/+/+/positions", 1)],
+        )
+        self._ready: asyncio.Queue[tuple[Batch, list[tuple[int, int]]]] = asyncio.Queue(maxsize=2)
+        self._writer: Writer | None = None
+        self._listener: asyncpg.Connection[Any] | None = None
+        self._native = True
+        self._reloaded_at = 0.0
+        self._reload_wanted = False
+        self._db_lock = asyncio.Lock()
+
+    # -- database connections ------------------------------------------------------------------
+    async def _writer_conn(self) -> Writer:
+        """The write connection; callers hold `_db_lock` (asyncpg runs one operation at a time)."""
+        if self._writer is not None and not self._writer.conn.is_closed():
+            return self._writer
+        conn = await db.connect(self.settings.dsn)
+        self._native = await storage_mode(conn) == "native"
+        self._writer = Writer(conn, native_partitions=self._native)
+        return self._writer
+
+    def _drop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.conn.terminate()
+            self._writer = None
+        self.metrics.db_up.set(0)
+
+    async def _reload_catalog(self) -> None:
+        """Read the catalog on the listening connection (only the consumer task calls this)."""
+        if self._listener is None or self._listener.is_closed():
+            self._listener = await db.connect(self.settings.dsn)
+            await self._listener.add_listener(CATALOG_CHANNEL, lambda *_: self._want_reload())
+        self._reload_wanted = False
+        self.sites = await catalog_view.load(self._listener)
+        self._reloaded_at = time.monotonic()
+        catalog_view.save(self._catalog_file, self.sites)
+
+    def _want_reload(self) -> None:
+        self._reload_wanted = True
+
+    async def _maybe_reload(self) -> bool:
+        """Reload for an unknown site/point, at most every _RELOAD_MIN_S; True if it reloaded."""
+        if time.monotonic() - self._reloaded_at < _RELOAD_MIN_S:
+            return False
+        try:
+            await self._reload_catalog()
+        except db.UNAVAILABLE:
+            if self._listener is not None:
+                self._listener.terminate()
+                self._listener = None
+            self._reloaded_at = time.monotonic()
+            return False
+        return True
+
+    # -- decoding -----------------------------------------------------------------------------
+    async def _add(self, batch: Batch, d: Delivery) -> None:
+        topic = protocol.parse_topic(d.topic)
+        if topic is None or topic.channel == protocol.Channel.STATUS:
+            return
+        now = int(time.time() * 1000)
+        bounds = {"min_ts_ms": now - self.settings.retention_days * 86_400_000,
+                  "max_ts_ms": now + self.settings.max_future_s * 1000}
+        site = self.sites.get(topic.site)
+        if site is None and await self._maybe_reload():
+            site = self.sites.get(topic.site)
+        if site is None:
+            self._reject(batch, -1, d, topic, None, protocol.Reject(UNKNOWN_SITE, f"site {topic.site!r} is not in the catalog", None))
+            return
+        if topic.channel == protocol.Channel.TELEMETRY:
+            tel = protocol.decode_telemetry(d.payload, site.points, **bounds)
+            if (not isinstance(tel, protocol.Reject) and any(r.reason == protocol.UNKNOWN_POINT for r in tel.rejects)
+                    and await self._maybe_reload()):
+                site = self.sites[topic.site]
+                tel = protocol.decode_telemetry(d.payload, site.points, **bounds)
+            if isinstance(tel, protocol.Reject):
+                self._reject(batch, -1, d, topic, None, tel)
+                return
+            msg = batch.add_message(site.site_id, topic.gateway, tel.seq, 0, len(tel.point_id) + len(tel.rejects), d.received_ms)
+            batch.add_readings(msg, tel.point_id, tel.ts_ms, tel.value, tel.quality)
+            self.metrics.readings_received.inc(len(tel.point_id))
+            for r in tel.rejects:
+                self._reject(batch, msg, d, topic, tel.seq, r)
+        else:
+            pos = protocol.decode_positions(d.payload, site.zones, **bounds)
+            if isinstance(pos, protocol.Reject):
+                self._reject(batch, -1, d, topic, None, pos)
+                return
+            msg = batch.add_message(site.site_id, topic.gateway, pos.seq, 1, len(pos.tag) + len(pos.rejects), d.received_ms)
+            batch.positions.extend(
+                (msg, site.site_id, int(ts), tag, int(kind), zone)
+                for tag, ts, kind, zone in zip(pos.tag, pos.ts_ms.tolist(), pos.kind.tolist(), pos.zone, strict=True)
+            )
+            for r in pos.rejects:
+                self._reject(batch, msg, d, topic, pos.seq, r)
+        self.metrics.messages.labels(topic.channel.name.lower()).inc()
+
+    def _reject(self, batch: Batch, msg: int, d: Delivery, topic: protocol.Topic, seq: int | None,
+                r: protocol.Reject) -> None:
+        batch.dead.append((msg, d.received_ms, topic.site, topic.gateway, d.topic, seq, r.reason, r.detail, r.item))
+        self.metrics.rejects.labels(r.reason).inc()
+
+    async def _consume(self) -> None:
+        max_readings = self.settings.batch_max_readings
+        max_age = self.settings.batch_max_ms / 1000
+        while True:
+            first = await self.session.queue.get()
+            batch, acks = Batch(), []
+            deadline = time.monotonic() + max_age
+            d: Delivery | None = first
+            while d is not None:
+                await self._add(batch, d)
+                acks.append((d.mid, d.qos))
+                if batch.n_readings >= max_readings:
+                    break
+                try:
+                    d = self.session.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        d = await asyncio.wait_for(self.session.queue.get(), remaining)
+                    except TimeoutError:
+                        d = None
+            if self._reload_wanted:
+                await self._maybe_reload()
+            await self._ready.put((batch, acks))
+
+    # -- writing ------------------------------------------------------------------------------
+    async def _commit(self, batch: Batch) -> bool:
+        """Write one batch; False when the database is unavailable (the caller spools)."""
+        try:
+            async with self._db_lock:
+                writer = await self._writer_conn()
+                started = time.monotonic()
+                result = await writer.write(batch)
+        except db.UNAVAILABLE as exc:
+            log.warning("database unavailable (%s): spooling", exc)
+            self._drop_writer()
+            return False
+        self.metrics.db_up.set(1)
+        self.metrics.observe_commit(batch, result, time.monotonic() - started)
+        return True
+
+    async def _write(self) -> None:
+        while True:
+            batch, acks = await self._ready.get()
+            if len(self.spool) or not await self._commit(batch):
+                await self.spool.append(batch)
+                self.metrics.spool(self.spool)
+            for mid, qos in acks:
+                self.session.ack(mid, qos)
+
+    async def _replay(self) -> None:
+        while True:
+            oldest = self.spool.oldest()
+            if oldest is None:
+                await asyncio.sleep(0.2)
+                continue
+            path, batch = oldest
+            if await self._commit(batch):
+                await self.spool.remove(path)
+                self.metrics.spool(self.spool)
+                log.info("replayed %s (%d left)", path.name, len(self.spool))
+            else:
+                await asyncio.sleep(1.0)
+
+    async def _maintain(self) -> None:
+        while True:
+            try:
+                async with self._db_lock:
+                    writer = await self._writer_conn()
+                    await maintenance.run(writer.conn, native=self._native,
+                                          retention_days=self.settings.retention_days)
+            except db.UNAVAILABLE:
+                self._drop_writer()
+                await asyncio.sleep(5)
+                continue
+            await asyncio.sleep(_MAINTENANCE_S)
+
+    async def run(self) -> None:
+        self.metrics.serve(self.settings.port)
+        self.metrics.spool(self.spool)
+        with contextlib.suppress(*db.UNAVAILABLE):
+            await self._reload_catalog()
+        await self.session.start()
+        self.metrics.ready.set(1)
+        log.info("ingest ready: %d sites, %d spooled batches", len(self.sites), len(self.spool))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for job in (self._consume, self._write, self._replay, self._maintain):
+                    tg.create_task(job())
+        finally:
+            await self.session.stop()

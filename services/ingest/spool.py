@@ -1,0 +1,98 @@
+"""A bounded on-disk spool of whole batches, used while PostgreSQL is unavailable.
+
+Each batch is one fsynced file named by a monotonically increasing number, so replay order is
+the order of arrival. A batch is acknowledged to the broker only after its file is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from sitewatch.store.writer import Batch
+
+_COLUMNS = (("r_msg", np.int32), ("r_point", np.int32), ("r_ts", np.int64), ("r_value", np.float64),
+            ("r_quality", np.int16))
+_MESSAGE_FIELDS = ("msg_site", "msg_gateway", "msg_seq", "msg_channel", "msg_items", "msg_received_ms")
+
+
+def encode(batch: Batch) -> bytes:
+    doc: dict[str, Any] = {name: getattr(batch, name) for name in _MESSAGE_FIELDS}
+    columns = batch.columns()
+    for (name, dtype), column in zip(_COLUMNS, columns, strict=True):
+        doc[name] = np.ascontiguousarray(column, dtype=dtype).tobytes()
+    doc["positions"] = batch.positions
+    doc["dead"] = batch.dead
+    return msgspec.msgpack.encode(doc)
+
+
+def decode(data: bytes) -> Batch:
+    doc = msgspec.msgpack.decode(data)
+    batch = Batch(**{name: doc[name] for name in _MESSAGE_FIELDS})
+    arrays = [np.frombuffer(doc[name], dtype=dtype) for name, dtype in _COLUMNS]
+    if len(arrays[0]):
+        batch.r_msg, batch.r_point, batch.r_ts, batch.r_value, batch.r_quality = ([a] for a in arrays)
+        batch.n_readings = len(arrays[0])
+    batch.positions = [tuple(p) for p in doc["positions"]]  # type: ignore[misc]
+    batch.dead = [tuple(d) for d in doc["dead"]]  # type: ignore[misc]
+    return batch
+
+
+class Spool:
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        directory.mkdir(parents=True, exist_ok=True)
+        for leftover in directory.glob("*.tmp"):
+            leftover.unlink()
+        self._files = sorted(directory.glob("*.batch"))
+        self._next = int(self._files[-1].stem) + 1 if self._files else 1
+        self.bytes = sum(f.stat().st_size for f in self._files)
+        self._space = asyncio.Condition()
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    async def append(self, batch: Batch) -> None:
+        """Make `batch` durable on disk; waits while the spool is full (the broker then holds the rest)."""
+        data = encode(batch)
+        async with self._space:
+            await self._space.wait_for(lambda: self.bytes == 0 or self.bytes + len(data) <= self.max_bytes)
+        path = self.directory / f"{self._next:012d}.batch"
+        self._next += 1
+        await asyncio.to_thread(_write_durably, path, data)
+        self._files.append(path)
+        self.bytes += len(data)
+
+    def oldest(self) -> tuple[Path, Batch] | None:
+        if not self._files:
+            return None
+        path = self._files[0]
+        return path, decode(path.read_bytes())
+
+    async def remove(self, path: Path) -> None:
+        size = path.stat().st_size
+        path.unlink()
+        self._files.remove(path)
+        self.bytes -= size
+        async with self._space:
+            self._space.notify_all()
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.rename(path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,1 @@
+"""Simulated gateways that speak only PROTOCOL.md, as a real gateway would."""

@@ -1,0 +1,71 @@
+"""A gateway client: its own credentials, a retained `online` status with an `offline` last will,
+and QoS 1 batches numbered by a per-gateway `seq`."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+class Gateway:
+    def __init__(self, host: str, port: int, site: str, gateway: str, password: str, *,
+                 username: str | None = None, first_seq: int = 1, client_id: str | None = None) -> None:
+        self.site, self.gateway = site, gateway
+        self.seq = first_seq
+        self.prefix = f"sw/v1/{site}/{gateway}"
+        self._connected = threading.Event()
+        self.refused: str | None = None
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"gw-{site}-{gateway}",
+                                   protocol=paho.MQTTv311)
+        self._client.username_pw_set(username or f"{site}/{gateway}", password)
+        self._client.will_set(f"{self.prefix}/status", b'{"state": "offline"}', qos=1, retain=True)
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(0)
+        self._client.on_connect = self._on_connect
+        self._host, self._port = host, port
+
+    def _on_connect(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self.refused = str(reason)
+        else:
+            client.publish(f"{self.prefix}/status", b'{"state": "online"}', qos=1, retain=True)
+        self._connected.set()
+
+    def connect(self, timeout: float = 10.0) -> Gateway:
+        self._client.connect(self._host, self._port, keepalive=30)
+        self._client.loop_start()
+        if not self._connected.wait(timeout):
+            raise TimeoutError("no CONNACK from the broker")
+        if self.refused:
+            self._client.loop_stop()
+            raise ConnectionRefusedError(self.refused)
+        return self
+
+    def publish_raw(self, channel: str, payload: bytes, *, topic: str | None = None) -> paho.MQTTMessageInfo:
+        return self._client.publish(topic or f"{self.prefix}/{channel}", payload, qos=1)
+
+    def telemetry(self, readings: Iterable[Mapping[str, Any]], *, seq: int | None = None) -> paho.MQTTMessageInfo:
+        """Publish one telemetry batch; `seq` defaults to the next number (pass one to resend)."""
+        if seq is None:
+            seq, self.seq = self.seq, self.seq + 1
+        body = json.dumps({"seq": seq, "readings": list(readings)}, separators=(",", ":")).encode()
+        return self.publish_raw("telemetry", body)
+
+    def positions(self, events: Iterable[Mapping[str, Any]]) -> paho.MQTTMessageInfo:
+        seq, self.seq = self.seq, self.seq + 1
+        body = json.dumps({"seq": seq, "events": list(events)}, separators=(",", ":")).encode()
+        return self.publish_raw("positions", body)
+
+    def flush(self, infos: Iterable[paho.MQTTMessageInfo], timeout: float = 30.0) -> None:
+        """Wait until the broker has acknowledged every publish in `infos`."""
+        for info in infos:
+            info.wait_for_publish(timeout)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -1,0 +1,169 @@
+"""The `sitewatch` command: operate the local stack, load catalogs, create tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from sitewatch import auth
+from sitewatch.stack import Stack, StackError
+from sitewatch.store import db
+from sitewatch.store.migrate import migrate
+
+app = typer.Typer(help="Sitewatch: telemetry ingestion and early warning for safety monitoring.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+stack_app = typer.Typer(help="Run PostgreSQL, Mosquitto and the services locally.", no_args_is_help=True)
+catalog_app = typer.Typer(help="Enterprises, sites, gateways, zones, points and tags.", no_args_is_help=True)
+token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(token_app, name="token")
+app.add_typer(db_app, name="db")
+
+DataDir = Annotated[Path, typer.Option("--data-dir", envvar="SITEWATCH_DATA_DIR", help="Where the local stack lives.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+DEFAULT_DATA_DIR = Path("./var")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    return typer.Exit(1)
+
+
+def _running_stack(data_dir: Path) -> tuple[Stack, dict[str, Any]]:
+    stack = Stack(data_dir)
+    status = stack.status()
+    if not status["running"]:
+        raise _fail(f"the stack in {stack.layout.root} is not running: start it with `sitewatch stack up`")
+    return stack, status
+
+
+@stack_app.command("up")
+def stack_up(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: AsJson = False,
+    no_simulators: Annotated[bool, typer.Option("--no-simulators", help="Start no simulated sites.")] = False,
+) -> None:
+    """Start everything that is not running yet; return once all of it is ready."""
+    try:
+        info = Stack(data_dir).up()
+    except StackError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    typer.echo(f"API         {info['api']}  (OpenAPI docs: {info['api']}/docs)")
+    typer.echo(f"MQTT        {info['mqtt']['host']}:{info['mqtt']['port']}")
+    typer.echo(f"Admin token {info['token']}")
+    typer.echo(f"Data        {Path(data_dir).resolve()}  (logs in logs/)")
+
+
+@stack_app.command("status")
+def stack_status(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: AsJson = False) -> None:
+    """What runs, where."""
+    status = Stack(data_dir).status()
+    if as_json:
+        typer.echo(json.dumps(status))
+        return
+    if not status["components"]:
+        typer.echo(f"no stack in {status['data_dir']}")
+        return
+    for name, c in status["components"].items():
+        where = f"port {c['port']}" if "port" in c else ""
+        typer.echo(f"{name:<10} {'running' if c['running'] else 'stopped':<8} pid {c['pid'] or '-':<8} {where}")
+    if status["running"]:
+        typer.echo(f"API {status['api']}  MQTT {status['mqtt']['host']}:{status['mqtt']['port']}")
+
+
+@stack_app.command("down")
+def stack_down(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    components: Annotated[list[str] | None, typer.Argument(
+        help="Stop only these (api, ingest, mosquitto, postgres); `stack up` starts them again.")] = None,
+) -> None:
+    """Stop what `stack up` started. Data is kept."""
+    try:
+        stopped = Stack(data_dir).down(components or None)
+    except StackError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@catalog_app.command("load")
+def catalog_load(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON or YAML catalog document.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Load a catalog document, as PUT /api/v1/catalog does."""
+    stack, status = _running_stack(data_dir)
+    yaml = file.suffix.lower() in (".yaml", ".yml")
+    r = httpx.put(
+        f"{status['api']}/api/v1/catalog",
+        content=file.read_bytes(),
+        headers={"Authorization": f"Bearer {status['token']}",
+                 "Content-Type": "application/yaml" if yaml else "application/json"},
+        timeout=60,
+    )
+    body = r.json()
+    if r.status_code == 422:
+        typer.secho(f"{file}: the catalog was not loaded:", err=True, fg=typer.colors.RED)
+        for problem in body.get("detail", {}).get("problems", []):
+            typer.echo(f"  {problem['path']}: {problem['message']}", err=True)
+        raise typer.Exit(1)
+    if r.status_code >= 400:
+        raise _fail(f"{r.status_code}: {body.get('detail', body)}")
+    typer.echo(json.dumps(body, ensure_ascii=False))
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="admin, operator or enterprise")],
+    sites: Annotated[str | None, typer.Option(help="Comma-separated site codes the token is limited to.")] = None,
+    enterprise: Annotated[str | None, typer.Option(help="The enterprise an enterprise token belongs to.")] = None,
+    name: Annotated[str, typer.Option(help="Who or what the token is for.")] = "",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Print a new API token (only its hash is stored)."""
+    dsn = os.environ.get("SITEWATCH_DSN") or _running_stack(data_dir)[1]["components"]["postgres"]["dsn"]
+
+    async def create() -> str:
+        conn = await db.connect(dsn)
+        try:
+            return await auth.create_token(conn, role, name=name, enterprise=enterprise,  # type: ignore[arg-type]
+                                           sites=sites.split(",") if sites else None)
+        finally:
+            await conn.close()
+
+    try:
+        typer.echo(asyncio.run(create()))
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@db_app.command("migrate")
+def db_migrate(
+    dsn: Annotated[str, typer.Option(envvar="SITEWATCH_DSN", help="PostgreSQL DSN of the deployment.")],
+    retention_days: Annotated[int, typer.Option(envvar="SITEWATCH_RETENTION_DAYS")] = 90,
+) -> None:
+    """Apply pending migrations (TimescaleDB when the extension is available); prints the storage mode."""
+
+    async def run() -> str:
+        conn = await db.connect(dsn)
+        try:
+            return await migrate(conn, retention_days=retention_days)
+        finally:
+            await conn.close()
+
+    typer.echo(f"storage mode: {asyncio.run(run())}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

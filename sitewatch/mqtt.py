@@ -1,0 +1,101 @@
+"""An asyncio face on paho-mqtt with manual acknowledgements.
+
+aiomqtt acknowledges a QoS 1 message as soon as it is handed over, which would make a crash
+between receipt and the database commit lose it. Paho's manual-ack mode lets a service send the
+PUBACK only once the message is durable (committed, or fsynced to the spool): the broker keeps it
+in the persistent session until then and redelivers it after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_ms: int
+
+
+class MqttSession:
+    """A persistent (clean_session=False) subscriber session whose deliveries arrive on a queue."""
+
+    def __init__(
+        self,
+        client_id: str,
+        host: str,
+        port: int,
+        *,
+        username: str | None,
+        password: str | None,
+        subscriptions: list[tuple[str, int]],
+        persistent: bool = True,
+        manual_ack: bool = True,
+    ) -> None:
+        self.host, self.port = host, port
+        self.subscriptions = subscriptions
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=not persistent,
+            protocol=paho.MQTTv311,
+            manual_ack=manual_ack,
+        )
+        if username:
+            self._client.username_pw_set(username, password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    def _on_connect(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.error("MQTT connect refused: %s", reason)
+            return
+        for topic, qos in self.subscriptions:
+            client.subscribe(topic, qos)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.connected.set)
+
+    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        log.warning("MQTT disconnected: %s", reason)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.connected.clear)
+
+    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        assert self._loop is not None
+        delivery = Delivery(msg.topic, msg.payload, msg.mid, msg.qos, int(time.time() * 1000))
+        self._loop.call_soon_threadsafe(self.queue.put_nowait, delivery)
+
+    async def start(self, timeout: float = 10.0) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._client.connect_async(self.host, self.port, keepalive=30)
+        self._client.loop_start()
+        await asyncio.wait_for(self.connected.wait(), timeout)
+
+    def ack(self, mid: int, qos: int) -> None:
+        """PUBACK a delivery; safe from the event loop thread (paho queues the packet under a lock)."""
+        if qos:
+            self._client.ack(mid, qos)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    async def stop(self) -> None:
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)

@@ -1,0 +1,58 @@
+"""Service settings, read from the environment so the same code runs under `stack up` and in compose."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SITEWATCH_{name}", default)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a service needs to find the database, the broker and its own files."""
+
+    dsn: str
+    mqtt_host: str
+    mqtt_port: int
+    mqtt_user: str | None
+    mqtt_password: str | None
+    data_dir: Path
+    port: int
+    batch_max_readings: int
+    batch_max_ms: int
+    spool_max_bytes: int
+    retention_days: int
+    max_future_s: int
+    broker_dir: Path
+    broker_pid: int | None
+    service_urls: dict[str, str]
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(_env("DATA_DIR", "./var")).resolve()
+        broker_pid = _env("BROKER_PID", "")
+        urls = {}
+        for item in filter(None, _env("SERVICE_METRICS", "").split(",")):
+            name, _, url = item.partition("=")
+            urls[name] = url
+        return cls(
+            dsn=_env("DSN", "postgresql://sitewatch@127.0.0.1:5432/sitewatch"),
+            mqtt_host=_env("MQTT_HOST", "127.0.0.1"),
+            mqtt_port=int(_env("MQTT_PORT", "1883")),
+            mqtt_user=_env("MQTT_USER", "") or None,
+            mqtt_password=_env("MQTT_PASSWORD", "") or None,
+            data_dir=data_dir,
+            port=int(_env("PORT", "0")),
+            batch_max_readings=int(_env("BATCH_MAX_READINGS", "20000")),
+            batch_max_ms=int(_env("BATCH_MAX_MS", "200")),
+            spool_max_bytes=int(_env("SPOOL_MAX_BYTES", str(1 << 30))),
+            retention_days=int(_env("RETENTION_DAYS", "90")),
+            max_future_s=int(_env("MAX_FUTURE_S", "3600")),
+            broker_dir=Path(_env("BROKER_DIR", str(data_dir / "mosquitto"))),
+            broker_pid=int(broker_pid) if broker_pid else None,
+            service_urls=urls,
+        )

@@ -1,0 +1,415 @@
+"""The local stack: a private PostgreSQL cluster, a Mosquitto broker and the services, under one
+data dir, on free loopback ports.
+
+`up` is idempotent and resumable: what already runs is left alone, what is missing is started, and
+ports, passwords and data are kept in the data dir so `up` after `down` finds everything as it was.
+Readiness is checked, never slept for: PostgreSQL by pg_ctl's wait and a query, the broker by an
+MQTT CONNACK, ingest by its `ready` metric, the API by `/readyz`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from sitewatch import auth, broker_auth
+from sitewatch.catalog.broker import ServiceUser, hash_password
+from sitewatch.store import db
+from sitewatch.store.migrate import migrate
+
+DB_NAME = "sitewatch"
+DB_USER = "sitewatch"
+SERVICES = ("ingest", "api")  # the alerting service joins with the evaluator (issue 4)
+READY_TIMEOUT_S = 60.0
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    root: Path
+
+    @property
+    def pg_data(self) -> Path:
+        return self.root / "postgres"
+
+    @property
+    def broker(self) -> Path:
+        return self.root / "mosquitto"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "stack.json"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.json"
+
+
+# -- small process helpers ------------------------------------------------------------------------
+def free_port(preferred: int | None = None) -> int:
+    """`preferred` when it can be bound on 127.0.0.1, else a fresh port from the kernel."""
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as s:
+            # as the servers do, so a port left in TIME_WAIT by our own previous run is reused
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise StackError("no free port")
+
+
+def _alive(pid: int | None, marker: str) -> bool:
+    """True when `pid` runs and its command line contains `marker` (so a recycled pid is not ours)."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return marker in cmdline and stat.split(") ", 1)[1][0] != "Z"
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT_S,
+              log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    tail = ""
+    if log is not None and log.exists():
+        tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+    raise StackError(f"{what} did not become ready within {timeout:.0f} s{tail}")
+
+
+def _terminate(pid: int, marker: str, timeout: float = 15.0) -> None:
+    if not _alive(pid, marker):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid, marker):
+        time.sleep(0.05)
+    if _alive(pid, marker):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _pg_bin(tool: str) -> str:
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"), key=lambda p: int(p.parts[-3]))
+    if candidates:
+        return str(candidates[-1])
+    found = shutil.which(tool)
+    if found is None:
+        raise StackError(f"{tool} not found: install PostgreSQL (make demo does)")
+    return found
+
+
+# -- the stack ------------------------------------------------------------------------------------
+class Stack:
+    def __init__(self, data_dir: Path) -> None:
+        self.layout = Layout(data_dir.resolve())
+        self.state: dict[str, Any] = self._read(self.layout.state_file)
+        self.secrets: dict[str, str] = self._read(self.layout.secrets_file)
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _save(self) -> None:
+        self.layout.state_file.write_text(json.dumps(self.state, indent=2))
+
+    def _secret(self, name: str) -> str:
+        if name not in self.secrets:
+            self.secrets[name] = secrets.token_urlsafe(24)
+            self.layout.secrets_file.touch(mode=0o600)
+            self.layout.secrets_file.write_text(json.dumps(self.secrets, indent=2))
+        return self.secrets[name]
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{DB_USER}:{self._secret('postgres')}@127.0.0.1:{self.state['postgres']['port']}/{DB_NAME}"
+
+    # PostgreSQL refuses to run as root; under root the cluster belongs to the `postgres` user.
+    @staticmethod
+    def _pg_user() -> str | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError as exc:
+            raise StackError("running as root needs the 'postgres' system user (apt-get install postgresql)") from exc
+        return "postgres"
+
+    def _pg_run(self, *args: str) -> None:
+        user = self._pg_user()
+        proc = subprocess.run(list(args), user=user, capture_output=True, text=True, check=False,
+                              cwd=self.layout.root)
+        if proc.returncode != 0:
+            raise StackError(f"{Path(args[0]).name} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+
+    def _chown_pg(self, *paths: Path) -> None:
+        user = self._pg_user()
+        if user is None:
+            return
+        for path in paths:
+            shutil.chown(path, user, user)
+
+    def _start_postgres(self) -> None:
+        lay = self.layout
+        pg = self.state.setdefault("postgres", {})
+        if self._postgres_pid() is not None:
+            return
+        pg["port"] = free_port(pg.get("port"))
+        if not (lay.pg_data / "PG_VERSION").exists():
+            lay.pg_data.mkdir(mode=0o700, parents=True, exist_ok=True)
+            pwfile = lay.root / ".pgpass.init"
+            pwfile.write_text(self._secret("postgres") + "\n")
+            pwfile.chmod(0o600)
+            self._chown_pg(lay.pg_data, pwfile)
+            try:
+                self._pg_run(_pg_bin("initdb"), "-D", str(lay.pg_data), "-U", DB_USER, "-E", "UTF8",
+                             "--no-locale", "--auth=scram-sha-256", f"--pwfile={pwfile}")
+            finally:
+                pwfile.unlink()
+            with open(lay.pg_data / "postgresql.conf", "a") as conf:
+                conf.write(
+                    "\n# sitewatch: a private, loopback-only cluster\n"
+                    "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
+                    "shared_buffers = '512MB'\nmax_wal_size = '4GB'\nwal_compression = on\n"
+                    "checkpoint_timeout = '15min'\nmax_connections = 200\n"
+                    "logging_collector = off\nlog_min_messages = warning\n"
+                )
+        log = lay.logs / "postgres.log"
+        log.touch()
+        self._chown_pg(log)
+        self._pg_run(_pg_bin("pg_ctl"), "-D", str(lay.pg_data), "-l", str(log), "-w", "-t", "60",
+                     "-o", f"-p {pg['port']}", "start")
+        pg["pid"] = self._postgres_pid()
+        self._save()
+        asyncio.run(self._prepare_database())
+
+    def _postgres_pid(self) -> int | None:
+        pidfile = self.layout.pg_data / "postmaster.pid"
+        if not pidfile.exists():
+            return None
+        pid = int(pidfile.read_text().split("\n", 1)[0])
+        return pid if _alive(pid, "postgres") else None
+
+    async def _prepare_database(self) -> None:
+        port = self.state["postgres"]["port"]
+        admin = await db.connect(f"postgresql://{DB_USER}:{self._secret('postgres')}@127.0.0.1:{port}/postgres")
+        try:
+            if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DB_NAME):
+                await admin.execute(f"CREATE DATABASE {DB_NAME}")
+        finally:
+            await admin.close()
+        conn = await db.connect(self.dsn)
+        try:
+            await migrate(conn)
+            if not await conn.fetchval(
+                "SELECT 1 FROM api_tokens WHERE token_hash = $1", auth.hash_token(self.secrets.get("admin_token", ""))
+            ):
+                self.secrets.pop("admin_token", None)
+                self.secrets["admin_token"] = await auth.create_token(conn, "admin", name="stack admin")
+                self.layout.secrets_file.write_text(json.dumps(self.secrets, indent=2))
+        finally:
+            await conn.close()
+
+    async def _write_broker_auth(self) -> None:
+        broker_auth.write_service_files(self.layout.broker, self._service_users())
+        conn = await db.connect(self.dsn)
+        try:
+            await broker_auth.write_gateway_files(conn, self.layout.broker)
+        finally:
+            await conn.close()
+
+    def _service_users(self) -> list[ServiceUser]:
+        every = ["sw/#", "$SYS/#"]
+        return [
+            ServiceUser("sitewatch-ingest", hash_password(self._secret("mqtt_ingest")), read=["sw/#"], write=[]),
+            ServiceUser("sitewatch-alerting", hash_password(self._secret("mqtt_alerting")), read=["sw/#"],
+                        write=["sw/+/alerts", "sw/v1/+/alerts"]),
+            ServiceUser("sitewatch-api", hash_password(self._secret("mqtt_api")), read=["sw/#"], write=[]),
+            ServiceUser("sitewatch-admin", hash_password(self._secret("mqtt_admin")), read=every, write=["sw/#"]),
+        ]
+
+    def _start_broker(self) -> None:
+        lay = self.layout
+        mq = self.state.setdefault("mosquitto", {})
+        if _alive(mq.get("pid"), "mosquitto"):
+            return
+        mq["port"] = free_port(mq.get("port"))
+        (lay.broker / "data").mkdir(parents=True, exist_ok=True)
+        asyncio.run(self._write_broker_auth())
+        conf = lay.broker / "mosquitto.conf"
+        conf.write_text(broker_auth.broker_config(lay.broker, mq["port"], user=getpass.getuser(),
+                                                  queue_bytes=int(os.environ.get("SITEWATCH_BROKER_QUEUE_BYTES",
+                                                                                 broker_auth.QUEUE_BYTES))))
+        log = open(lay.logs / "mosquitto.log", "ab")  # noqa: SIM115 (handed to the child)
+        proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=lay.broker)
+        log.close()
+        mq["pid"] = proc.pid
+        self._save()
+        _wait_for("mosquitto", lambda: self._mqtt_ready(proc), log=lay.logs / "mosquitto.log")
+
+    def _mqtt_ready(self, proc: subprocess.Popen[bytes]) -> bool:
+        if proc.poll() is not None:
+            raise StackError(f"mosquitto exited with {proc.returncode}: see {self.layout.logs / 'mosquitto.log'}")
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"stack-probe-{os.getpid()}")
+        client.username_pw_set("sitewatch-admin", self._secret("mqtt_admin"))
+        try:
+            client.connect("127.0.0.1", self.state["mosquitto"]["port"], keepalive=5)
+            client.loop(timeout=1.0)
+            ok = client.is_connected()
+            client.disconnect()
+            return ok
+        except OSError:
+            return False
+
+    def service_env(self, name: str) -> dict[str, str]:
+        svc = self.state["services"][name]
+        env = dict(os.environ)
+        env.update({
+            "SITEWATCH_DSN": self.dsn,
+            "SITEWATCH_MQTT_HOST": "127.0.0.1",
+            "SITEWATCH_MQTT_PORT": str(self.state["mosquitto"]["port"]),
+            "SITEWATCH_MQTT_USER": f"sitewatch-{name}",
+            "SITEWATCH_MQTT_PASSWORD": self._secret(f"mqtt_{name}"),
+            "SITEWATCH_DATA_DIR": str(self.layout.root),
+            "SITEWATCH_PORT": str(svc["port"]),
+            "SITEWATCH_BROKER_DIR": str(self.layout.broker),
+            "SITEWATCH_BROKER_PID": str(self.state["mosquitto"]["pid"]),
+            "SITEWATCH_SERVICE_METRICS": ",".join(
+                f"{other}=http://127.0.0.1:{self.state['services'][other]['port']}/metrics"
+                for other in SERVICES if other != "api" and other in self.state["services"]
+            ),
+        })
+        return env
+
+    def _start_service(self, name: str) -> None:
+        services = self.state.setdefault("services", {})
+        svc = services.setdefault(name, {})
+        if _alive(svc.get("pid"), f"services.{name}"):
+            return
+        svc["port"] = free_port(svc.get("port"))
+        log_path = self.layout.logs / f"{name}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 (handed to the child)
+        proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=self.service_env(name),
+                                cwd=self.layout.root)
+        log.close()
+        svc["pid"] = proc.pid
+        self._save()
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise StackError(f"{name} exited with {proc.returncode}: see {log_path}")
+            try:
+                if name == "api":
+                    return httpx.get(f"http://127.0.0.1:{svc['port']}/readyz", timeout=1).status_code == 200
+                text = httpx.get(f"http://127.0.0.1:{svc['port']}/metrics", timeout=1).text
+                return f"sitewatch_{name}_ready 1.0" in text
+            except httpx.HTTPError:
+                return False
+
+        _wait_for(name, ready, log=log_path)
+
+    # -- public operations ------------------------------------------------------------------------
+    def up(self) -> dict[str, Any]:
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self.layout.logs.mkdir(exist_ok=True)
+        if self._pg_user():
+            # the postgres user must reach the cluster directory through the data dir
+            self.layout.root.chmod(self.layout.root.stat().st_mode | 0o711)
+        before = (self.state.get("postgres", {}).get("port"), self.state.get("mosquitto", {}).get("port"))
+        self._start_postgres()
+        self._start_broker()
+        if before != (self.state["postgres"]["port"], self.state["mosquitto"]["port"]):
+            self.down(list(SERVICES))  # they were told the old addresses
+        for name in SERVICES:
+            self._start_service(name)
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "api": f"http://127.0.0.1:{self.state['services']['api']['port']}",
+            "mqtt": {"host": "127.0.0.1", "port": self.state["mosquitto"]["port"]},
+            "token": self.secrets["admin_token"],
+        }
+
+    def status(self) -> dict[str, Any]:
+        components: dict[str, Any] = {}
+        if "postgres" in self.state:
+            pid = self._postgres_pid()
+            components["postgres"] = {"running": pid is not None, "pid": pid,
+                                      "port": self.state["postgres"]["port"], "dsn": self.dsn}
+        if "mosquitto" in self.state:
+            mq = self.state["mosquitto"]
+            components["mosquitto"] = {"running": _alive(mq.get("pid"), "mosquitto"), "pid": mq.get("pid"),
+                                       "host": "127.0.0.1", "port": mq["port"]}
+        for name, svc in self.state.get("services", {}).items():
+            components[name] = {"running": _alive(svc.get("pid"), f"services.{name}"), "pid": svc.get("pid"),
+                                "port": svc["port"], "log": str(self.layout.logs / f"{name}.log")}
+        running = bool(components) and all(c["running"] for c in components.values())
+        out: dict[str, Any] = {"data_dir": str(self.layout.root), "running": running, "components": components}
+        if running:
+            out.update(self.summary())
+        return out
+
+    def down(self, only: list[str] | None = None) -> list[str]:
+        """Stop exactly what `up` started, services first and PostgreSQL last, or only the named
+        components (`up` then starts them again). Data stays."""
+        names = [*reversed(SERVICES), "mosquitto", "postgres"]
+        unknown = set(only or []) - set(names)
+        if unknown:
+            raise StackError(f"unknown component(s): {', '.join(sorted(unknown))}; choose from {', '.join(names)}")
+        stopped = []
+        for name in names:
+            if only and name not in only:
+                continue
+            if name == "postgres":
+                if self._postgres_pid() is not None:
+                    self._pg_run(_pg_bin("pg_ctl"), "-D", str(self.layout.pg_data), "-m", "fast", "-w", "stop")
+                    stopped.append(name)
+                continue
+            entry = self.state.get("mosquitto", {}) if name == "mosquitto" else self.state.get("services", {}).get(name, {})
+            marker = "mosquitto" if name == "mosquitto" else f"services.{name}"
+            if _alive(entry.get("pid"), marker):
+                _terminate(entry["pid"], marker)
+                _reap(entry["pid"])
+                stopped.append(name)
+        return stopped

@@ -1,0 +1,1 @@
+"""Storage: migrations, the time-partitioned readings table, the COPY writer and queries."""
