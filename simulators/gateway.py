@@ -13,15 +13,26 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 
 class Gateway:
-    def __init__(self, host: str, port: int, site: str, gateway: str, password: str, *,
-                 username: str | None = None, first_seq: int = 1, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        site: str,
+        gateway: str,
+        password: str,
+        *,
+        username: str | None = None,
+        first_seq: int = 1,
+        client_id: str | None = None,
+    ) -> None:
         self.site, self.gateway = site, gateway
         self.seq = first_seq
         self.prefix = f"sw/v1/{site}/{gateway}"
         self._connected = threading.Event()
         self.refused: str | None = None
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"gw-{site}-{gateway}",
-                                   protocol=paho.MQTTv311)
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id or f"gw-{site}-{gateway}", protocol=paho.MQTTv311
+        )
         self._client.username_pw_set(username or f"{site}/{gateway}", password)
         self._client.will_set(f"{self.prefix}/status", b'{"state": "offline"}', qos=1, retain=True)
         self._client.max_inflight_messages_set(1000)

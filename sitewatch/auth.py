@@ -34,7 +34,7 @@ class Principal:
 
 async def create_token(
     conn: asyncpg.Connection[Any],
-    role: Role,
+    role: str,
     *,
     name: str = "",
     enterprise: str | None = None,

@@ -5,28 +5,32 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 
-from sitewatch import auth
+from sitewatch import auth, broker_auth
 from sitewatch.stack import Stack, StackError
 from sitewatch.store import db
 from sitewatch.store.migrate import migrate
 
-app = typer.Typer(help="Sitewatch: telemetry ingestion and early warning for safety monitoring.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Sitewatch: telemetry ingestion and early warning for safety monitoring.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 stack_app = typer.Typer(help="Run PostgreSQL, Mosquitto and the services locally.", no_args_is_help=True)
 catalog_app = typer.Typer(help="Enterprises, sites, gateways, zones, points and tags.", no_args_is_help=True)
 token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+broker_app = typer.Typer(help="A deployment's MQTT broker.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
+app.add_typer(broker_app, name="broker")
 
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="SITEWATCH_DATA_DIR", help="Where the local stack lives.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -38,12 +42,12 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _running_stack(data_dir: Path) -> tuple[Stack, dict[str, Any]]:
-    stack = Stack(data_dir)
-    status = stack.status()
+def _running_stack(data_dir: Path) -> dict[str, Any]:
+    """The status of the stack in `data_dir`, which must be running."""
+    status = Stack(data_dir).status()
     if not status["running"]:
-        raise _fail(f"the stack in {stack.layout.root} is not running: start it with `sitewatch stack up`")
-    return stack, status
+        raise _fail(f"the stack in {status['data_dir']} is not running: start it with `sitewatch stack up`")
+    return status
 
 
 @stack_app.command("up")
@@ -86,8 +90,10 @@ def stack_status(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: AsJson = False) 
 @stack_app.command("down")
 def stack_down(
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    components: Annotated[list[str] | None, typer.Argument(
-        help="Stop only these (api, ingest, mosquitto, postgres); `stack up` starts them again.")] = None,
+    components: Annotated[
+        list[str] | None,
+        typer.Argument(help="Stop only these (api, ingest, mosquitto, postgres); `stack up` starts them again."),
+    ] = None,
 ) -> None:
     """Stop what `stack up` started. Data is kept."""
     try:
@@ -103,13 +109,15 @@ def catalog_load(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Load a catalog document, as PUT /api/v1/catalog does."""
-    stack, status = _running_stack(data_dir)
+    status = _running_stack(data_dir)
     yaml = file.suffix.lower() in (".yaml", ".yml")
     r = httpx.put(
         f"{status['api']}/api/v1/catalog",
         content=file.read_bytes(),
-        headers={"Authorization": f"Bearer {status['token']}",
-                 "Content-Type": "application/yaml" if yaml else "application/json"},
+        headers={
+            "Authorization": f"Bearer {status['token']}",
+            "Content-Type": "application/yaml" if yaml else "application/json",
+        },
         timeout=60,
     )
     body = r.json()
@@ -132,13 +140,18 @@ def token_create(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Print a new API token (only its hash is stored)."""
-    dsn = os.environ.get("SITEWATCH_DSN") or _running_stack(data_dir)[1]["components"]["postgres"]["dsn"]
+    dsn = os.environ.get("SITEWATCH_DSN") or _running_stack(data_dir)["components"]["postgres"]["dsn"]
 
     async def create() -> str:
         conn = await db.connect(dsn)
         try:
-            return await auth.create_token(conn, role, name=name, enterprise=enterprise,  # type: ignore[arg-type]
-                                           sites=sites.split(",") if sites else None)
+            return await auth.create_token(
+                conn,
+                role,
+                name=name,
+                enterprise=enterprise,
+                sites=sites.split(",") if sites else None,
+            )
         finally:
             await conn.close()
 
@@ -165,5 +178,33 @@ def db_migrate(
     typer.echo(f"storage mode: {asyncio.run(run())}")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    sys.exit(app())
+@broker_app.command("init")
+def broker_init(
+    directory: Annotated[Path, typer.Option("--dir", help="The broker's configuration directory.")],
+    dsn: Annotated[str, typer.Option(envvar="SITEWATCH_DSN", help="PostgreSQL DSN of the deployment.")],
+    port: Annotated[int, typer.Option(help="Listener port.")] = 1883,
+    host: Annotated[str, typer.Option(help="Listener address.")] = "0.0.0.0",
+    user: Annotated[str, typer.Option(help="The user Mosquitto drops to when started as root.")] = "mosquitto",
+) -> None:
+    """Write mosquitto.conf, the service users and the catalog's gateways for a deployment's broker.
+
+    Service passwords come from SITEWATCH_MQTT_PASSWORD_INGEST, _ALERTING, _API and _ADMIN.
+    """
+    names = list(broker_auth.SERVICE_USERS)
+    passwords = {n: os.environ.get(f"SITEWATCH_MQTT_PASSWORD_{n.upper()}", "") for n in names}
+    missing = [f"SITEWATCH_MQTT_PASSWORD_{n.upper()}" for n, pw in passwords.items() if not pw]
+    if missing:
+        raise _fail(f"set {', '.join(missing)}")
+
+    async def write() -> None:
+        broker_auth.write_service_files(directory, broker_auth.service_users(passwords))
+        conn = await db.connect(dsn)
+        try:
+            await broker_auth.write_gateway_files(conn, directory)
+        finally:
+            await conn.close()
+
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    asyncio.run(write())
+    (directory / "mosquitto.conf").write_text(broker_auth.broker_config(directory, port, user=user, host=host))
+    typer.echo(f"wrote {directory / 'mosquitto.conf'}, passwd and acl")

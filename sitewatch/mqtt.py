@@ -79,7 +79,7 @@ class MqttSession:
 
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         assert self._loop is not None
-        delivery = Delivery(msg.topic, msg.payload, msg.mid, msg.qos, int(time.time() * 1000))
+        delivery = Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, int(time.time() * 1000))
         self._loop.call_soon_threadsafe(self.queue.put_nowait, delivery)
 
     async def start(self, timeout: float = 10.0) -> None:

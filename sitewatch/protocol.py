@@ -13,8 +13,7 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from functools import lru_cache
 from itertools import repeat
-from operator import attrgetter
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -110,12 +109,15 @@ _STATES = ("online", "offline")
 
 
 class _Reading(msgspec.Struct, gc=False):
-    """Strict shape of a reading: any deviation sends the message to the lenient path."""
+    """Strict shape of a reading: a JSON type mismatch sends the message to the lenient path.
+
+    Values are checked afterwards, in bulk: identifiers, timestamps and quality names.
+    """
 
     point: str
     ts: str | int
     value: float | bool  # msgspec's float takes JSON integers too
-    quality: Literal["good", "uncertain", "bad"] = "good"
+    quality: str = "good"
 
 
 class _Batch(msgspec.Struct, gc=False):
@@ -127,7 +129,6 @@ _STRICT = msgspec.json.Decoder(_Batch)
 # float_hook=float turns an out-of-range number such as 1e400 into inf (a per-item reject)
 # instead of failing the whole message.
 _LENIENT = msgspec.json.Decoder(float_hook=float)
-_POINT, _TS, _VALUE, _QUALITY_OF = map(attrgetter, ("point", "ts", "value", "quality"))
 _DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 _Bad = tuple[int, str, str]  # (index in the batch, reason, detail)
@@ -243,10 +244,18 @@ def decode_telemetry(
         except _DECODE_ERRORS:
             pass  # the lenient path below says what is wrong and keeps what is right
         else:
-            rs = batch.readings
+            rs = batch.readings  # list comprehensions beat attrgetter on structs
             return _telemetry(
-                batch.seq, len(rs), map(_POINT, rs), list(map(_TS, rs)), map(_VALUE, rs), map(_QUALITY_OF, rs),
-                points, min_ts_ms, max_ts_ms, lambda: _LENIENT.decode(payload)["readings"],
+                batch.seq,
+                len(rs),
+                [r.point for r in rs],
+                [r.ts for r in rs],
+                [r.value for r in rs],
+                map(_QUALITY.get, [r.quality for r in rs], repeat(-1, len(rs))),
+                points,
+                min_ts_ms,
+                max_ts_ms,
+                lambda: _LENIENT.decode(payload)["readings"],
             )
     try:
         seq, readings = _message(payload, "readings")
@@ -255,12 +264,22 @@ def decode_telemetry(
     index, rows, bad = _validate(readings, _reading_fields)
     codes, stamps, values, quality = _transpose(rows, 4)
     return _telemetry(
-        seq, len(rows), codes, stamps, values, quality, points, min_ts_ms, max_ts_ms,
-        lambda: readings, index, bad,
+        seq,
+        len(rows),
+        codes,
+        stamps,
+        values,
+        quality,
+        points,
+        min_ts_ms,
+        max_ts_ms,
+        lambda: readings,
+        index,
+        bad,
     )
 
 
-def _reading_fields(reading: Any) -> tuple[str, str | int, float, str]:
+def _reading_fields(reading: Any) -> tuple[str, str | int, float, int]:
     """Lenient per-reading check of what the later vector checks cannot see (shape, types)."""
     if not isinstance(reading, dict):
         raise _Invalid(INVALID_READING, "reading must be a JSON object")
@@ -271,8 +290,8 @@ def _reading_fields(reading: Any) -> tuple[str, str | int, float, str]:
     if not isinstance(point, str):
         raise _Invalid(INVALID_READING, "point must be an identifier string")
     quality = reading.get("quality", "good")
-    quality = quality if isinstance(quality, str) else ""  # fails the quality lookup later
-    return point, _stamp(reading["ts"]), _number(reading["value"]), quality
+    code = _QUALITY.get(quality, -1) if isinstance(quality, str) else -1  # -1 is refused later
+    return point, _stamp(reading["ts"]), _number(reading["value"]), code
 
 
 def _number(value: Any) -> float:
@@ -291,7 +310,7 @@ def _telemetry(
     codes: Iterable[str],
     stamps: Sequence[str | int],
     values: Iterable[float],
-    quality: Iterable[str],
+    quality: Iterable[int],
     points: Mapping[str, int],
     min_ts_ms: int,
     max_ts_ms: int,
@@ -301,13 +320,14 @@ def _telemetry(
 ) -> TelemetryColumns:
     """Build the columns of n readings with whole-batch checks; Python only visits bad readings.
 
-    `items` gives the readings as parsed JSON (for reject details), `index` their positions in
-    it when some were already set aside as `bad`.
+    `quality` holds codes (-1 if invalid), `values` NaN for a non-number. `items` gives the
+    readings as parsed JSON, for the rejects; `index` their positions there when the lenient
+    path already set some aside as `bad`.
     """
     point_id = np.fromiter(map(points.get, codes, repeat(-1, n)), np.int32, n)
     ts, parsed, ts_ok = _timestamps(stamps, min_ts_ms, max_ts_ms)
     value = np.fromiter(values, np.float64, n)
-    qual = np.fromiter(map(_QUALITY.get, quality, repeat(-1, n)), np.int16, n)
+    qual = np.fromiter(quality, np.int16, n)
     finite = np.isfinite(value)
     ok = ts_ok & finite & (point_id >= 0) & (qual >= 0)
     if ok.all() and not bad:
@@ -426,17 +446,11 @@ def parse_timestamps(raw: Sequence[str | int]) -> tuple[npt.NDArray[np.int64], n
     if not n:
         return ms, ok
     data, start, key = _json_items(raw)
-    layouts = [(group, layout) for group in set(key.tolist()) if (layout := _layout(group)) is not None]
-    if layouts:
-        # One byte matrix for all items, as wide as the widest layout; a batch has one or two
-        # layouts, and running each over every item is cheaper than selecting its rows first.
-        width = max(layout.width for _, layout in layouts)
-        chars = _columns(data + bytes(width), start, width)
-        for group, layout in layouts:
-            group_ms, group_ok = layout.parse(chars[: layout.width])
-            group_ok &= key == group
-            np.copyto(ms, group_ms, where=group_ok)
-            ok |= group_ok
+    for group in set(key.tolist()):  # a batch usually has one or two
+        layout = _layout(group)
+        if layout is not None:
+            rows = np.flatnonzero(key == group)
+            ms[rows], ok[rows] = layout.parse(_columns(data, start[rows], layout.width))
     if not ok.all():
         for i in np.flatnonzero(~ok).tolist():
             value = _parse_scalar(raw[i])
@@ -470,9 +484,7 @@ def _commas(data: bytes) -> npt.NDArray[np.intp]:
 
 
 def _plain(item: object) -> object:
-    if type(item) is int or (
-        isinstance(item, str) and item.isprintable() and not any(c in item for c in ',"\\')
-    ):
+    if type(item) is int or (isinstance(item, str) and item.isprintable() and not any(c in item for c in ',"\\')):
         return item
     return None
 
@@ -523,22 +535,24 @@ class _Layout:
         self.weights = weights
         self.bias = ord("0") * weights.sum(axis=1, keepdims=True)
 
-    def fields(self, chars: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-        """The fields of each column of `chars`, and whether its bytes fit (uint8 wraps below lo)."""
+    def fields(self, chars: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """The fields of each column of `chars`, and whether its bytes fit (uint8 wraps below lo).
+
+        One float64 matrix product: exact, as every partial sum is an integer below 2**53.
+        """
         ok = np.logical_and.reduce(((chars | self.fold) - self.lo) <= self.span, axis=0)
-        return self.weights @ chars - self.bias, ok
+        return (self.weights @ chars - self.bias).astype(np.int64), ok
 
     def parse(self, chars: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
         """Integers: one field, the value."""
         fields, ok = self.fields(chars)
-        return fields[0].astype(np.int64), ok
+        return fields[0], ok
 
 
-# Range-checked date fields (rows 0-7 of a date layout's weights), as mid ± half:
+# Range-checked date fields (rows 0-7 of a date layout's weights), as lo and hi - lo:
 # year month day hour minute second offset-hours offset-minutes.
-_FIELD_LO = np.array([[1], [1], [1], [0], [0], [0], [0], [0]], dtype=np.float64)
-_FIELD_HI = np.array([[9999], [12], [31], [23], [59], [59], [23], [59]], dtype=np.float64)
-_FIELD_MID, _FIELD_HALF = (_FIELD_HI + _FIELD_LO) / 2, (_FIELD_HI - _FIELD_LO) / 2
+_FIELD_LO = np.array([[1], [1], [1], [0], [0], [0], [0], [0]], dtype=np.int64)
+_FIELD_SPAN = np.array([[9998], [11], [30], [23], [59], [59], [23], [59]], dtype=np.uint64)
 
 
 class _DateLayout(_Layout):
@@ -555,31 +569,31 @@ class _DateLayout(_Layout):
         weights = np.zeros((12, len(pattern)), dtype=np.float64)
 
         def field(row: int, start: int, places: Sequence[int], unit: int = 1) -> None:
-            weights[row, 1 + start : 1 + start + len(places)] += np.multiply(places, unit)
+            weights[row, start : start + len(places)] += np.multiply(places, unit)
 
-        year, month = (0, (1000, 100, 10, 1)), (5, (10, 1))
-        field(0, *year)
-        field(1, *month)
-        field(8, *year, 12)
-        field(8, *month)
-        for row, start, unit in ((2, 8, 86_400_000), (3, 11, 3_600_000), (4, 14, 60_000), (5, 17, 1000)):
+        field(0, 1, (1000, 100, 10, 1))  # year
+        field(1, 6, (10, 1))  # month
+        field(8, 1, (1000, 100, 10, 1), 12)
+        field(8, 6, (10, 1))
+        for row, start, unit in ((2, 9, 86_400_000), (3, 12, 3_600_000), (4, 15, 60_000), (5, 18, 1000)):
             field(row, start, (10, 1))
             field(9, start, (10, 1), unit)
-        field(9, 20, (100, 10, 1)[:digits])
+        field(9, 21, (100, 10, 1)[:digits])
         if not zulu:
-            sign = len(pattern) - 8
+            sign = pattern.index("s")
             for row, start, unit in ((6, sign + 1, 3_600_000), (7, sign + 4, 60_000)):
                 field(row, start, (10, 1))
                 field(10, start, (10, 1), unit)
             field(11, sign, (1,))
         super().__init__(pattern, weights)
         if not zulu:
-            self.bias[11] = ord(",")
+            self.bias[11] = ord(",")  # instead of ord("0"): the sign row is its byte minus ','
 
     def parse(self, chars: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
         fields, ok = self.fields(chars)
-        ok &= np.logical_and.reduce(np.abs(fields[:8] - _FIELD_MID) <= _FIELD_HALF, axis=0)
-        index, local, offset, sign = fields[8:].astype(np.int64)
+        # lo <= field <= hi as one unsigned comparison: below lo wraps to a huge value.
+        ok &= np.logical_and.reduce((fields[:8] - _FIELD_LO).view(np.uint64) <= _FIELD_SPAN, axis=0)
+        index, local, offset, sign = fields[8:]
         ok &= fields[2] <= _MONTH_DAYS.take(index, mode="clip")
         ms = _MONTH_MS.take(index, mode="clip") + local
         if not self.zulu:
@@ -593,7 +607,7 @@ def _layout(key: int) -> _Layout | None:
     """The layout for JSON items with this key (length * 2 + ends in Z); None if the vector path has none."""
     length, zulu = key >> 1, bool(key & 1)
     if not zulu and length <= _MAX_INT_DIGITS:
-        places = 10.0 ** np.arange(length - 1, -1, -1)
+        places = (10.0 ** np.arange(length - 1, -1, -1)).astype(np.float64)
         return _Layout("d" * length, places[None])
     base = 22 if zulu else 27  # a quoted string without a fraction
     if not (length == base or base + 2 <= length <= base + 10):
@@ -614,7 +628,7 @@ def _days_from_civil(
     return days
 
 
-def _calendar() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _calendar() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8]]:
     """By year * 12 + month (years 0-9999): epoch ms at the month's day 0, and its length in days.
 
     Indices whose month is out of range alias other months; the range check refuses those rows.
@@ -624,7 +638,7 @@ def _calendar() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     first = _days_from_civil(year, month, np.ones_like(year))
     following = _days_from_civil(year + month // 12, month % 12 + 1, np.ones_like(year))
     start = np.zeros(10_000 * 12 + 1, dtype=np.int64)
-    length = np.zeros_like(start)
+    length = np.zeros(start.size, dtype=np.int8)
     start[year * 12 + month] = (first - 1) * 86_400_000
     length[year * 12 + month] = following - first
     return start, length

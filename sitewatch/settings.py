@@ -23,6 +23,7 @@ class Settings:
     data_dir: Path
     port: int
     batch_max_readings: int
+    writers: int
     batch_max_ms: int
     spool_max_bytes: int
     retention_days: int
@@ -48,6 +49,7 @@ class Settings:
             data_dir=data_dir,
             port=int(_env("PORT", "0")),
             batch_max_readings=int(_env("BATCH_MAX_READINGS", "20000")),
+            writers=max(1, int(_env("WRITERS", "2"))),
             batch_max_ms=int(_env("BATCH_MAX_MS", "200")),
             spool_max_bytes=int(_env("SPOOL_MAX_BYTES", str(1 << 30))),
             retention_days=int(_env("RETENTION_DAYS", "90")),

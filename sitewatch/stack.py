@@ -32,7 +32,6 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sitewatch import auth, broker_auth
-from sitewatch.catalog.broker import ServiceUser, hash_password
 from sitewatch.store import db
 from sitewatch.store.migrate import migrate
 
@@ -98,8 +97,7 @@ def _alive(pid: int | None, marker: str) -> bool:
     return marker in cmdline and stat.split(") ", 1)[1][0] != "Z"
 
 
-def _wait_for(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT_S,
-              log: Path | None = None) -> None:
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT_S, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -175,8 +173,7 @@ class Stack:
 
     def _pg_run(self, *args: str) -> None:
         user = self._pg_user()
-        proc = subprocess.run(list(args), user=user, capture_output=True, text=True, check=False,
-                              cwd=self.layout.root)
+        proc = subprocess.run(list(args), user=user, capture_output=True, text=True, check=False, cwd=self.layout.root)
         if proc.returncode != 0:
             raise StackError(f"{Path(args[0]).name} failed: {proc.stderr.strip() or proc.stdout.strip()}")
 
@@ -200,23 +197,44 @@ class Stack:
             pwfile.chmod(0o600)
             self._chown_pg(lay.pg_data, pwfile)
             try:
-                self._pg_run(_pg_bin("initdb"), "-D", str(lay.pg_data), "-U", DB_USER, "-E", "UTF8",
-                             "--no-locale", "--auth=scram-sha-256", f"--pwfile={pwfile}")
+                self._pg_run(
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(lay.pg_data),
+                    "-U",
+                    DB_USER,
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                )
             finally:
                 pwfile.unlink()
             with open(lay.pg_data / "postgresql.conf", "a") as conf:
                 conf.write(
                     "\n# sitewatch: a private, loopback-only cluster\n"
                     "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
-                    "shared_buffers = '512MB'\nmax_wal_size = '4GB'\nwal_compression = on\n"
+                    "shared_buffers = '512MB'\nmax_wal_size = '4GB'\nwal_buffers = '64MB'\n"
                     "checkpoint_timeout = '15min'\nmax_connections = 200\n"
                     "logging_collector = off\nlog_min_messages = warning\n"
                 )
         log = lay.logs / "postgres.log"
         log.touch()
         self._chown_pg(log)
-        self._pg_run(_pg_bin("pg_ctl"), "-D", str(lay.pg_data), "-l", str(log), "-w", "-t", "60",
-                     "-o", f"-p {pg['port']}", "start")
+        self._pg_run(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(lay.pg_data),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {pg['port']}",
+            "start",
+        )
         pg["pid"] = self._postgres_pid()
         self._save()
         asyncio.run(self._prepare_database())
@@ -249,22 +267,13 @@ class Stack:
             await conn.close()
 
     async def _write_broker_auth(self) -> None:
-        broker_auth.write_service_files(self.layout.broker, self._service_users())
+        passwords = {name: self._secret(f"mqtt_{name}") for name in broker_auth.SERVICE_USERS}
+        broker_auth.write_service_files(self.layout.broker, broker_auth.service_users(passwords))
         conn = await db.connect(self.dsn)
         try:
             await broker_auth.write_gateway_files(conn, self.layout.broker)
         finally:
             await conn.close()
-
-    def _service_users(self) -> list[ServiceUser]:
-        every = ["sw/#", "$SYS/#"]
-        return [
-            ServiceUser("sitewatch-ingest", hash_password(self._secret("mqtt_ingest")), read=["sw/#"], write=[]),
-            ServiceUser("sitewatch-alerting", hash_password(self._secret("mqtt_alerting")), read=["sw/#"],
-                        write=["sw/+/alerts", "sw/v1/+/alerts"]),
-            ServiceUser("sitewatch-api", hash_password(self._secret("mqtt_api")), read=["sw/#"], write=[]),
-            ServiceUser("sitewatch-admin", hash_password(self._secret("mqtt_admin")), read=every, write=["sw/#"]),
-        ]
 
     def _start_broker(self) -> None:
         lay = self.layout
@@ -275,12 +284,23 @@ class Stack:
         (lay.broker / "data").mkdir(parents=True, exist_ok=True)
         asyncio.run(self._write_broker_auth())
         conf = lay.broker / "mosquitto.conf"
-        conf.write_text(broker_auth.broker_config(lay.broker, mq["port"], user=getpass.getuser(),
-                                                  queue_bytes=int(os.environ.get("SITEWATCH_BROKER_QUEUE_BYTES",
-                                                                                 broker_auth.QUEUE_BYTES))))
+        conf.write_text(
+            broker_auth.broker_config(
+                lay.broker,
+                mq["port"],
+                user=getpass.getuser(),
+                queue_bytes=int(os.environ.get("SITEWATCH_BROKER_QUEUE_BYTES", broker_auth.QUEUE_BYTES)),
+            )
+        )
         log = open(lay.logs / "mosquitto.log", "ab")  # noqa: SIM115 (handed to the child)
-        proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=lay.broker)
+        proc = subprocess.Popen(
+            ["mosquitto", "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=lay.broker,
+        )
         log.close()
         mq["pid"] = proc.pid
         self._save()
@@ -303,21 +323,24 @@ class Stack:
     def service_env(self, name: str) -> dict[str, str]:
         svc = self.state["services"][name]
         env = dict(os.environ)
-        env.update({
-            "SITEWATCH_DSN": self.dsn,
-            "SITEWATCH_MQTT_HOST": "127.0.0.1",
-            "SITEWATCH_MQTT_PORT": str(self.state["mosquitto"]["port"]),
-            "SITEWATCH_MQTT_USER": f"sitewatch-{name}",
-            "SITEWATCH_MQTT_PASSWORD": self._secret(f"mqtt_{name}"),
-            "SITEWATCH_DATA_DIR": str(self.layout.root),
-            "SITEWATCH_PORT": str(svc["port"]),
-            "SITEWATCH_BROKER_DIR": str(self.layout.broker),
-            "SITEWATCH_BROKER_PID": str(self.state["mosquitto"]["pid"]),
-            "SITEWATCH_SERVICE_METRICS": ",".join(
-                f"{other}=http://127.0.0.1:{self.state['services'][other]['port']}/metrics"
-                for other in SERVICES if other != "api" and other in self.state["services"]
-            ),
-        })
+        env.update(
+            {
+                "SITEWATCH_DSN": self.dsn,
+                "SITEWATCH_MQTT_HOST": "127.0.0.1",
+                "SITEWATCH_MQTT_PORT": str(self.state["mosquitto"]["port"]),
+                "SITEWATCH_MQTT_USER": f"sitewatch-{name}",
+                "SITEWATCH_MQTT_PASSWORD": self._secret(f"mqtt_{name}"),
+                "SITEWATCH_DATA_DIR": str(self.layout.root),
+                "SITEWATCH_PORT": str(svc["port"]),
+                "SITEWATCH_BROKER_DIR": str(self.layout.broker),
+                "SITEWATCH_BROKER_PID": str(self.state["mosquitto"]["pid"]),
+                "SITEWATCH_SERVICE_METRICS": ",".join(
+                    f"{other}=http://127.0.0.1:{self.state['services'][other]['port']}/metrics"
+                    for other in SERVICES
+                    if other != "api" and other in self.state["services"]
+                ),
+            }
+        )
         return env
 
     def _start_service(self, name: str) -> None:
@@ -328,9 +351,15 @@ class Stack:
         svc["port"] = free_port(svc.get("port"))
         log_path = self.layout.logs / f"{name}.log"
         log = open(log_path, "ab")  # noqa: SIM115 (handed to the child)
-        proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, env=self.service_env(name),
-                                cwd=self.layout.root)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=self.service_env(name),
+            cwd=self.layout.root,
+        )
         log.close()
         svc["pid"] = proc.pid
         self._save()
@@ -375,15 +404,27 @@ class Stack:
         components: dict[str, Any] = {}
         if "postgres" in self.state:
             pid = self._postgres_pid()
-            components["postgres"] = {"running": pid is not None, "pid": pid,
-                                      "port": self.state["postgres"]["port"], "dsn": self.dsn}
+            components["postgres"] = {
+                "running": pid is not None,
+                "pid": pid,
+                "port": self.state["postgres"]["port"],
+                "dsn": self.dsn,
+            }
         if "mosquitto" in self.state:
             mq = self.state["mosquitto"]
-            components["mosquitto"] = {"running": _alive(mq.get("pid"), "mosquitto"), "pid": mq.get("pid"),
-                                       "host": "127.0.0.1", "port": mq["port"]}
+            components["mosquitto"] = {
+                "running": _alive(mq.get("pid"), "mosquitto"),
+                "pid": mq.get("pid"),
+                "host": "127.0.0.1",
+                "port": mq["port"],
+            }
         for name, svc in self.state.get("services", {}).items():
-            components[name] = {"running": _alive(svc.get("pid"), f"services.{name}"), "pid": svc.get("pid"),
-                                "port": svc["port"], "log": str(self.layout.logs / f"{name}.log")}
+            components[name] = {
+                "running": _alive(svc.get("pid"), f"services.{name}"),
+                "pid": svc.get("pid"),
+                "port": svc["port"],
+                "log": str(self.layout.logs / f"{name}.log"),
+            }
         running = bool(components) and all(c["running"] for c in components.values())
         out: dict[str, Any] = {"data_dir": str(self.layout.root), "running": running, "components": components}
         if running:
@@ -406,7 +447,9 @@ class Stack:
                     self._pg_run(_pg_bin("pg_ctl"), "-D", str(self.layout.pg_data), "-m", "fast", "-w", "stop")
                     stopped.append(name)
                 continue
-            entry = self.state.get("mosquitto", {}) if name == "mosquitto" else self.state.get("services", {}).get(name, {})
+            entry = (
+                self.state.get("mosquitto", {}) if name == "mosquitto" else self.state.get("services", {}).get(name, {})
+            )
             marker = "mosquitto" if name == "mosquitto" else f"services.{name}"
             if _alive(entry.get("pid"), marker):
                 _terminate(entry["pid"], marker)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,8 +22,9 @@ SITEWATCH = str(Path(sys.executable).with_name("sitewatch"))
 
 
 def sw(*args: str, data_dir: Path, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([SITEWATCH, *args, "--data-dir", str(data_dir)], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(
+        [SITEWATCH, *args, "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=timeout, check=False
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"sitewatch {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -63,8 +64,7 @@ class StackHandle:
         self.cli("stack", "down", *components)
 
     def http(self, token: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.api, headers={"Authorization": f"Bearer {token or self.token}"},
-                            timeout=30)
+        return httpx.Client(base_url=self.api, headers={"Authorization": f"Bearer {token or self.token}"}, timeout=30)
 
     def load_catalog(self, doc: dict[str, Any], token: str | None = None) -> httpx.Response:
         with self.http(token) as c:
@@ -102,16 +102,27 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def site_catalog(site: str, *, enterprise: str = "ENT-T", points: int = 5, kind: str = "tank_farm",
-                 password: str = "gw-secret-1") -> dict[str, Any]:
+def site_catalog(
+    site: str, *, enterprise: str = "ENT-T", points: int = 5, kind: str = "tank_farm", password: str = "gw-secret-1"
+) -> dict[str, Any]:
     """A small catalog: one enterprise, one site, one gateway GW-1, `points` generic points P0.., a zone."""
     return {
         "enterprises": [{"code": enterprise, "name": f"{enterprise} 有限公司"}],
-        "sites": [{"code": site, "enterprise": enterprise, "name": f"site {site}", "kind": kind,
-                   "timezone": "Asia/Shanghai", "state": "operating", "shift_capacity": 50}],
+        "sites": [
+            {
+                "code": site,
+                "enterprise": enterprise,
+                "name": f"site {site}",
+                "kind": kind,
+                "timezone": "Asia/Shanghai",
+                "state": "operating",
+                "shift_capacity": 50,
+            }
+        ],
         "gateways": [{"code": "GW-1", "site": site, "password": password}],
         "zones": [{"code": "Z-1", "site": site, "name": "1号区域", "risk": "high", "max_people": 9}],
-        "points": [{"code": f"P{i}", "site": site, "kind": "generic", "unit": "", "period_s": 1}
-                   for i in range(points)],
+        "points": [
+            {"code": f"P{i}", "site": site, "kind": "generic", "unit": "", "period_s": 1} for i in range(points)
+        ],
         "tags": [{"code": "T-1", "site": site, "person": "张三"}],
     }

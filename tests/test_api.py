@@ -35,12 +35,20 @@ async def test_readings_raw_and_bucketed(stack: StackHandle, pg: asyncpg.Connect
         assert [r["value"] for r in raw["readings"]] == [float(i) for i in range(10)]
         assert raw["readings"][0]["ts"] == LOCAL.isoformat(timespec="milliseconds")
         assert raw["readings"][0]["quality"] == "good" and raw["truncated"] is False
-        rfc = c.get("/api/v1/points/P0/readings", params={
-            "site": site, "from": LOCAL.isoformat(), "to": (LOCAL + dt.timedelta(minutes=2)).isoformat(),
-            "bucket": "1m"})
+        rfc = c.get(
+            "/api/v1/points/P0/readings",
+            params={
+                "site": site,
+                "from": LOCAL.isoformat(),
+                "to": (LOCAL + dt.timedelta(minutes=2)).isoformat(),
+                "bucket": "1m",
+            },
+        )
         buckets = rfc.json()["readings"]
         assert [(b["count"], b["min"], b["max"], b["avg"], b["last"]) for b in buckets] == [
-            (60, 0.0, 59.0, 29.5, 59.0), (60, 60.0, 119.0, 89.5, 119.0)]
+            (60, 0.0, 59.0, 29.5, 59.0),
+            (60, 60.0, 119.0, 89.5, 119.0),
+        ]
         assert c.get("/api/v1/points/P0/readings", params={"site": site, "bucket": "fortnight"}).status_code == 422
         assert c.get("/api/v1/points/P0/readings", params={"site": site, "from": "noon"}).status_code == 422
         assert c.get("/api/v1/points/NOPE/readings", params={"site": site}).status_code == 404
@@ -78,10 +86,16 @@ async def test_metrics_health_and_openapi(stack: StackHandle, pg: asyncpg.Connec
             if "sitewatch_ingest_readings_stored_total" in text:
                 break
             await asyncio.sleep(0.1)
-        for family in ("sitewatch_ingest_readings_stored_total", "sitewatch_ingest_batch_readings_bucket",
-                       "sitewatch_ingest_lag_seconds_bucket", "sitewatch_ingest_spool_bytes",
-                       "sitewatch_ingest_rejects_total", "sitewatch_ingest_readings_per_second",
-                       'sitewatch_service_up{service="ingest"} 1', "sitewatch_api_requests_total"):
+        for family in (
+            "sitewatch_ingest_readings_stored_total",
+            "sitewatch_ingest_batch_readings_bucket",
+            "sitewatch_ingest_lag_seconds_bucket",
+            "sitewatch_ingest_spool_bytes",
+            "sitewatch_ingest_rejects_total",
+            "sitewatch_ingest_readings_per_second",
+            'sitewatch_service_up{service="ingest"} 1',
+            "sitewatch_api_requests_total",
+        ):
             assert family in text, family
         spec = c.get("/openapi.json").json()
         assert {"/api/v1/catalog", "/api/v1/points/{point}/readings", "/api/v1/dead-letters"} <= set(spec["paths"])

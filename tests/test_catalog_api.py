@@ -18,16 +18,26 @@ async def test_load_is_idempotent_and_applies_default_rules(stack: StackHandle, 
     doc = site_catalog(site, points=0)
     doc["points"] = [
         {"code": "GT-101", "site": site, "kind": "gas_lel", "unit": "%LEL", "period_s": 5},
-        {"code": "DP-1", "site": site, "kind": "dust_dp", "unit": "Pa", "period_s": 10,
-         "rules": [{"rule": "threshold", "above": [1500, 1800], "below": [300], "for_s": 30}]},
+        {
+            "code": "DP-1",
+            "site": site,
+            "kind": "dust_dp",
+            "unit": "Pa",
+            "period_s": 10,
+            "rules": [{"rule": "threshold", "above": [1500, 1800], "below": [300], "for_s": 30}],
+        },
     ]
     first = stack.load_catalog(doc)
     assert first.status_code == 200, first.text
     assert first.json()["changed"] and first.json()["created"]["points"] == 2
     again = stack.load_catalog(doc)
     assert again.status_code == 200 and again.json()["changed"] is False
-    rows = {r["code"]: r for r in await pg.fetch(
-        "SELECT p.code, p.rules, p.rules_set FROM points p JOIN sites s ON s.id = p.site_id WHERE s.code = $1", site)}
+    rows = {
+        r["code"]: r
+        for r in await pg.fetch(
+            "SELECT p.code, p.rules, p.rules_set FROM points p JOIN sites s ON s.id = p.site_id WHERE s.code = $1", site
+        )
+    }
     gas = json.loads(rows["GT-101"]["rules"])
     threshold = next(r for r in gas if r["rule"] == "threshold")
     assert threshold["above"] == [25, 50] and threshold["latch"] is True and not rows["GT-101"]["rules_set"]
@@ -66,8 +76,9 @@ def test_yaml_and_cli_load(stack: StackHandle, tmp_path: Path) -> None:
     failed = stack.cli("catalog", "load", str(bad), check=False)
     assert failed.returncode == 1 and "not loaded" in failed.stderr
     with stack.http() as c:
-        r = c.put("/api/v1/catalog", content=yaml.safe_dump(site_catalog(site)),
-                  headers={"Content-Type": "application/yaml"})
+        r = c.put(
+            "/api/v1/catalog", content=yaml.safe_dump(site_catalog(site)), headers={"Content-Type": "application/yaml"}
+        )
         assert r.status_code == 200 and r.json()["changed"] is False
 
 

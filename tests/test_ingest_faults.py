@@ -15,8 +15,9 @@ from tests.conftest import StackHandle, site_catalog, unique
 from tests.test_ingest import make_readings, now_ms, wait_readings
 
 
-def publish_in_background(stack: StackHandle, site: str, messages: int, per_message: int,
-                          pause_s: float = 0.005) -> threading.Thread:
+def publish_in_background(
+    stack: StackHandle, site: str, messages: int, per_message: int, pause_s: float = 0.005
+) -> threading.Thread:
     def run() -> None:
         gw = stack.gateway(site, "GW-1", "gw-secret-1", client_id=f"bg-{site}")
         t0 = now_ms()
@@ -52,9 +53,7 @@ async def test_ingest_killed_mid_stream_loses_and_doubles_nothing(
     assert await wait_readings(pg, site, 400 * 50) == 400 * 50
 
 
-async def test_ingest_down_while_more_than_1000_messages_queue(
-    stack: StackHandle, pg: asyncpg.Connection[Any]
-) -> None:
+async def test_ingest_down_while_more_than_1000_messages_queue(stack: StackHandle, pg: asyncpg.Connection[Any]) -> None:
     site = new_site(stack)
     stack.down("ingest")
     publisher = publish_in_background(stack, site, messages=1500, per_message=10, pause_s=0)

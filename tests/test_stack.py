@@ -14,8 +14,7 @@ def test_up_down_up_keeps_data(tmp_path: Path) -> None:
     first = StackHandle(data)
     assert first.load_catalog(site_catalog("KEEP")).status_code == 200
     again = json.loads(sw("stack", "up", "--json", data_dir=data).stdout)  # already up: same answer
-    assert again == {"api": first.api, "mqtt": {"host": "127.0.0.1", "port": first.mqtt_port},
-                     "token": first.token}
+    assert again == {"api": first.api, "mqtt": {"host": "127.0.0.1", "port": first.mqtt_port}, "token": first.token}
     status = first.cli_json("stack", "status", "--json")
     assert status["running"] and set(status["components"]) == {"postgres", "mosquitto", "ingest", "api"}
     pids = [c["pid"] for c in status["components"].values()]

@@ -50,21 +50,26 @@ async def test_native_mode_is_chosen_recorded_and_migrations_rerun_cleanly(
     assert set(range(today - 1, today + 4)) <= days
 
 
-async def test_partitions_on_demand_and_retention(fresh: asyncpg.Connection[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_partitions_on_demand_and_retention(
+    fresh: asyncpg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SITEWATCH_STORAGE", "native")
     await migrate(fresh, retention_days=30)
     await fresh.execute("INSERT INTO enterprises (code, name) VALUES ('E', 'e')")
     site_id = await fresh.fetchval(
-        "INSERT INTO sites (code, enterprise, name, kind) VALUES ('S', 'E', 's', 'tank_farm') RETURNING id")
+        "INSERT INTO sites (code, enterprise, name, kind) VALUES ('S', 'E', 's', 'tank_farm') RETURNING id"
+    )
     point_id = await fresh.fetchval(
-        "INSERT INTO points (site_id, code, kind) VALUES ($1, 'P', 'generic') RETURNING id", site_id)
+        "INSERT INTO points (site_id, code, kind) VALUES ($1, 'P', 'generic') RETURNING id", site_id
+    )
     today = (dt.datetime.now(dt.UTC).date() - dt.date(1970, 1, 1)).days
     old_day = today - 20  # late data within retention: its partition is made on demand
     ts = np.array([old_day * partitions.DAY_MS + 5, today * partitions.DAY_MS + 5], dtype=np.int64)
     batch = Batch()
     msg = batch.add_message(site_id, "GW", 1, 0, 2, today * partitions.DAY_MS)
-    batch.add_readings(msg, np.array([point_id] * 2, dtype=np.int32), ts, np.array([1.5, 2.5]),
-                       np.zeros(2, dtype=np.int16))
+    batch.add_readings(
+        msg, np.array([point_id] * 2, dtype=np.int32), ts, np.array([1.5, 2.5]), np.zeros(2, dtype=np.int16)
+    )
     writer = Writer(fresh, native_partitions=True)
     result = await writer.write(batch)
     assert result.readings == 2 and result.duplicate_messages == 0
@@ -80,13 +85,23 @@ async def test_partitions_on_demand_and_retention(fresh: asyncpg.Connection[Any]
 async def test_timescaledb_mode(fresh: asyncpg.Connection[Any], monkeypatch: pytest.MonkeyPatch) -> None:
     available = await fresh.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'")
     if not available:
-        pytest.skip("the TimescaleDB extension is not installed in this PostgreSQL (Debian does not package it; "
-                    "deploy/ uses the official TimescaleDB image)")
+        pytest.skip(
+            "the TimescaleDB extension is not installed in this PostgreSQL (Debian does not package it; "
+            "deploy/ uses the official TimescaleDB image)"
+        )
     monkeypatch.setenv("SITEWATCH_STORAGE", "timescaledb")
     assert await migrate(fresh, retention_days=30) == "timescaledb"
-    assert await fresh.fetchval(
-        "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'") == 1
+    assert (
+        await fresh.fetchval(
+            "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'"
+        )
+        == 1
+    )
     jobs = {r["proc_name"] for r in await fresh.fetch("SELECT proc_name FROM timescaledb_information.jobs")}
     assert {"policy_compression", "policy_retention", "policy_refresh_continuous_aggregate"} <= jobs
-    assert await fresh.fetchval("SELECT count(*) FROM timescaledb_information.continuous_aggregates"
-                                " WHERE view_name = 'readings_1m'") == 1
+    assert (
+        await fresh.fetchval(
+            "SELECT count(*) FROM timescaledb_information.continuous_aggregates WHERE view_name = 'readings_1m'"
+        )
+        == 1
+    )

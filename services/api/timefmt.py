@@ -17,8 +17,10 @@ def parse_time(value: str, name: str) -> dt.datetime:
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
-                            f"{name}: expected RFC 3339 with an offset or epoch milliseconds, got {value!r}")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"{name}: expected RFC 3339 with an offset or epoch milliseconds, got {value!r}",
+        )
     return parsed
 
 

@@ -19,29 +19,34 @@ class IngestMetrics(ServiceMetrics):
         super().__init__("ingest")
         r = self.registry
         self.messages = Counter("sitewatch_ingest_messages", "MQTT messages decoded", ["channel"], registry=r)
-        self.readings_received = Counter("sitewatch_ingest_readings_received", "Valid readings decoded",
-                                         registry=r)
+        self.readings_received = Counter("sitewatch_ingest_readings_received", "Valid readings decoded", registry=r)
         self.readings_stored = Counter("sitewatch_ingest_readings_stored", "Readings committed", registry=r)
-        self.positions_stored = Counter("sitewatch_ingest_positions_stored", "Position events committed",
-                                        registry=r)
-        self.rejects = Counter("sitewatch_ingest_rejects", "Rejected messages and readings", ["reason"],
-                               registry=r)
-        self.duplicates = Counter("sitewatch_ingest_duplicate_messages",
-                                  "Redelivered messages dropped by (site, gateway, seq)", registry=r)
+        self.positions_stored = Counter("sitewatch_ingest_positions_stored", "Position events committed", registry=r)
+        self.rejects = Counter("sitewatch_ingest_rejects", "Rejected messages and readings", ["reason"], registry=r)
+        self.duplicates = Counter(
+            "sitewatch_ingest_duplicate_messages", "Redelivered messages dropped by (site, gateway, seq)", registry=r
+        )
         self.batch_readings = Histogram(
-            "sitewatch_ingest_batch_readings", "Readings per committed batch",
-            buckets=(10, 100, 500, 1000, 2000, 5000, 10000, 20000, 50000), registry=r,
+            "sitewatch_ingest_batch_readings",
+            "Readings per committed batch",
+            buckets=(10, 100, 500, 1000, 2000, 5000, 10000, 20000, 50000),
+            registry=r,
         )
-        self.commit_seconds = Histogram("sitewatch_ingest_commit_seconds", "Time to commit one batch",
-                                        registry=r)
+        self.commit_seconds = Histogram("sitewatch_ingest_commit_seconds", "Time to commit one batch", registry=r)
         self.lag = Histogram(
-            "sitewatch_ingest_lag_seconds", "Broker delivery to database commit, oldest message of a batch",
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300), registry=r,
+            "sitewatch_ingest_lag_seconds",
+            "Broker delivery to database commit, oldest message of a batch",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r,
         )
-        self.event_lag = Gauge("sitewatch_ingest_event_lag_seconds",
-                               "Now minus the newest reading timestamp of the last batch", registry=r)
-        self.rate = Gauge("sitewatch_ingest_readings_per_second",
-                          f"Readings committed per second over the last {_RATE_WINDOW_S:.0f} s", registry=r)
+        self.event_lag = Gauge(
+            "sitewatch_ingest_event_lag_seconds", "Now minus the newest reading timestamp of the last batch", registry=r
+        )
+        self.rate = Gauge(
+            "sitewatch_ingest_readings_per_second",
+            f"Readings committed per second over the last {_RATE_WINDOW_S:.0f} s",
+            registry=r,
+        )
         self.spool_bytes = Gauge("sitewatch_ingest_spool_bytes", "Bytes waiting in the spool", registry=r)
         self.spool_batches = Gauge("sitewatch_ingest_spool_batches", "Batches waiting in the spool", registry=r)
         self.db_up = Gauge("sitewatch_ingest_db_up", "1 while the last write reached PostgreSQL", registry=r)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -35,6 +36,13 @@ _RELOAD_MIN_S = 0.5
 _MAINTENANCE_S = 3600.0
 
 
+@dataclass(slots=True)
+class _Pending:
+    batch: Batch
+    acks: list[tuple[int, int]]
+    durable: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class IngestService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -50,28 +58,33 @@ class IngestService:
             password=settings.mqtt_password,
             subscriptions=[("sw/v1/+/+/telemetry", 1), ("sw/v1/+/+/positions", 1)],
         )
-        self._ready: asyncio.Queue[tuple[Batch, list[tuple[int, int]]]] = asyncio.Queue(maxsize=2)
-        self._writer: Writer | None = None
+        # batches ready to write (bounded: backpressure on the broker), and the same in arrival order
+        self._ready: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=2 * settings.writers)
+        self._order: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writers: dict[int, Writer] = {}
         self._listener: asyncpg.Connection[Any] | None = None
-        self._native = True
         self._reloaded_at = 0.0
         self._reload_wanted = False
-        self._db_lock = asyncio.Lock()
 
     # -- database connections ------------------------------------------------------------------
-    async def _writer_conn(self) -> Writer:
-        """The write connection; callers hold `_db_lock` (asyncpg runs one operation at a time)."""
-        if self._writer is not None and not self._writer.conn.is_closed():
-            return self._writer
-        conn = await db.connect(self.settings.dsn)
-        self._native = await storage_mode(conn) == "native"
-        self._writer = Writer(conn, native_partitions=self._native)
-        return self._writer
+    async def _writer(self, slot: int) -> Writer:
+        """The connection of one writing task: slots 0..writers-1 write batches, the last replays.
 
-    def _drop_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.conn.terminate()
-            self._writer = None
+        Each slot belongs to exactly one task, so no lock is needed (asyncpg runs one operation
+        at a time per connection) and the writers overlap: one COPYs while another commits.
+        """
+        writer = self._writers.get(slot)
+        if writer is not None and not writer.conn.is_closed():
+            return writer
+        conn = await db.connect(self.settings.dsn)
+        native = await storage_mode(conn) == "native"
+        self._writers[slot] = writer = Writer(conn, native_partitions=native)
+        return writer
+
+    def _drop_writer(self, slot: int) -> None:
+        writer = self._writers.pop(slot, None)
+        if writer is not None:
+            writer.conn.terminate()
         self.metrics.db_up.set(0)
 
     async def _reload_catalog(self) -> None:
@@ -107,24 +120,38 @@ class IngestService:
         if topic is None or topic.channel == protocol.Channel.STATUS:
             return
         now = int(time.time() * 1000)
-        bounds = {"min_ts_ms": now - self.settings.retention_days * 86_400_000,
-                  "max_ts_ms": now + self.settings.max_future_s * 1000}
+        bounds = {
+            "min_ts_ms": now - self.settings.retention_days * 86_400_000,
+            "max_ts_ms": now + self.settings.max_future_s * 1000,
+        }
         site = self.sites.get(topic.site)
         if site is None and await self._maybe_reload():
             site = self.sites.get(topic.site)
         if site is None:
-            self._reject(batch, -1, d, topic, None, protocol.Reject(UNKNOWN_SITE, f"site {topic.site!r} is not in the catalog", None))
+            self._reject(
+                batch,
+                -1,
+                d,
+                topic,
+                None,
+                protocol.Reject(UNKNOWN_SITE, f"site {topic.site!r} is not in the catalog", None),
+            )
             return
         if topic.channel == protocol.Channel.TELEMETRY:
             tel = protocol.decode_telemetry(d.payload, site.points, **bounds)
-            if (not isinstance(tel, protocol.Reject) and any(r.reason == protocol.UNKNOWN_POINT for r in tel.rejects)
-                    and await self._maybe_reload()):
+            if (
+                not isinstance(tel, protocol.Reject)
+                and any(r.reason == protocol.UNKNOWN_POINT for r in tel.rejects)
+                and await self._maybe_reload()
+            ):
                 site = self.sites[topic.site]
                 tel = protocol.decode_telemetry(d.payload, site.points, **bounds)
             if isinstance(tel, protocol.Reject):
                 self._reject(batch, -1, d, topic, None, tel)
                 return
-            msg = batch.add_message(site.site_id, topic.gateway, tel.seq, 0, len(tel.point_id) + len(tel.rejects), d.received_ms)
+            msg = batch.add_message(
+                site.site_id, topic.gateway, tel.seq, 0, len(tel.point_id) + len(tel.rejects), d.received_ms
+            )
             batch.add_readings(msg, tel.point_id, tel.ts_ms, tel.value, tel.quality)
             self.metrics.readings_received.inc(len(tel.point_id))
             for r in tel.rejects:
@@ -134,7 +161,9 @@ class IngestService:
             if isinstance(pos, protocol.Reject):
                 self._reject(batch, -1, d, topic, None, pos)
                 return
-            msg = batch.add_message(site.site_id, topic.gateway, pos.seq, 1, len(pos.tag) + len(pos.rejects), d.received_ms)
+            msg = batch.add_message(
+                site.site_id, topic.gateway, pos.seq, 1, len(pos.tag) + len(pos.rejects), d.received_ms
+            )
             batch.positions.extend(
                 (msg, site.site_id, int(ts), tag, int(kind), zone)
                 for tag, ts, kind, zone in zip(pos.tag, pos.ts_ms.tolist(), pos.kind.tolist(), pos.zone, strict=True)
@@ -143,8 +172,9 @@ class IngestService:
                 self._reject(batch, msg, d, topic, pos.seq, r)
         self.metrics.messages.labels(topic.channel.name.lower()).inc()
 
-    def _reject(self, batch: Batch, msg: int, d: Delivery, topic: protocol.Topic, seq: int | None,
-                r: protocol.Reject) -> None:
+    def _reject(
+        self, batch: Batch, msg: int, d: Delivery, topic: protocol.Topic, seq: int | None, r: protocol.Reject
+    ) -> None:
         batch.dead.append((msg, d.received_ms, topic.site, topic.gateway, d.topic, seq, r.reason, r.detail, r.item))
         self.metrics.rejects.labels(r.reason).inc()
 
@@ -173,41 +203,50 @@ class IngestService:
                         d = None
             if self._reload_wanted:
                 await self._maybe_reload()
-            await self._ready.put((batch, acks))
+            pending = _Pending(batch, acks)
+            await self._ready.put(pending)
+            self._order.put_nowait(pending)
 
     # -- writing ------------------------------------------------------------------------------
-    async def _commit(self, batch: Batch) -> bool:
+    async def _commit(self, slot: int, batch: Batch) -> bool:
         """Write one batch; False when the database is unavailable (the caller spools)."""
         try:
-            async with self._db_lock:
-                writer = await self._writer_conn()
-                started = time.monotonic()
-                result = await writer.write(batch)
+            writer = await self._writer(slot)
+            started = time.monotonic()
+            result = await writer.write(batch)
         except db.UNAVAILABLE as exc:
             log.warning("database unavailable (%s): spooling", exc)
-            self._drop_writer()
+            self._drop_writer(slot)
             return False
         self.metrics.db_up.set(1)
         self.metrics.observe_commit(batch, result, time.monotonic() - started)
         return True
 
-    async def _write(self) -> None:
+    async def _write(self, slot: int) -> None:
         while True:
-            batch, acks = await self._ready.get()
-            if len(self.spool) or not await self._commit(batch):
-                await self.spool.append(batch)
+            pending = await self._ready.get()
+            if len(self.spool) or not await self._commit(slot, pending.batch):
+                await self.spool.append(pending.batch)
                 self.metrics.spool(self.spool)
-            for mid, qos in acks:
+            pending.durable.set()
+
+    async def _acknowledge(self) -> None:
+        """PUBACK batches in the order they were received (MQTT 3.1.1 §4.6), each once durable."""
+        while True:
+            pending = await self._order.get()
+            await pending.durable.wait()
+            for mid, qos in pending.acks:
                 self.session.ack(mid, qos)
 
     async def _replay(self) -> None:
+        slot = self.settings.writers
         while True:
-            oldest = self.spool.oldest()
+            oldest = await self.spool.oldest()
             if oldest is None:
                 await asyncio.sleep(0.2)
                 continue
             path, batch = oldest
-            if await self._commit(batch):
+            if await self._commit(slot, batch):
                 await self.spool.remove(path)
                 self.metrics.spool(self.spool)
                 log.info("replayed %s (%d left)", path.name, len(self.spool))
@@ -217,12 +256,13 @@ class IngestService:
     async def _maintain(self) -> None:
         while True:
             try:
-                async with self._db_lock:
-                    writer = await self._writer_conn()
-                    await maintenance.run(writer.conn, native=self._native,
-                                          retention_days=self.settings.retention_days)
+                conn = await db.connect(self.settings.dsn)
+                try:
+                    native = await storage_mode(conn) == "native"
+                    await maintenance.run(conn, native=native, retention_days=self.settings.retention_days)
+                finally:
+                    await conn.close()
             except db.UNAVAILABLE:
-                self._drop_writer()
                 await asyncio.sleep(5)
                 continue
             await asyncio.sleep(_MAINTENANCE_S)
@@ -237,7 +277,9 @@ class IngestService:
         log.info("ingest ready: %d sites, %d spooled batches", len(self.sites), len(self.spool))
         try:
             async with asyncio.TaskGroup() as tg:
-                for job in (self._consume, self._write, self._replay, self._maintain):
+                for job in (self._consume, self._acknowledge, self._replay, self._maintain):
                     tg.create_task(job())
+                for slot in range(self.settings.writers):
+                    tg.create_task(self._write(slot))
         finally:
             await self.session.stop()

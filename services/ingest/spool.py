@@ -16,8 +16,13 @@ import numpy as np
 
 from sitewatch.store.writer import Batch
 
-_COLUMNS = (("r_msg", np.int32), ("r_point", np.int32), ("r_ts", np.int64), ("r_value", np.float64),
-            ("r_quality", np.int16))
+_COLUMNS = (
+    ("r_msg", np.int32),
+    ("r_point", np.int32),
+    ("r_ts", np.int64),
+    ("r_value", np.float64),
+    ("r_quality", np.int16),
+)
 _MESSAGE_FIELDS = ("msg_site", "msg_gateway", "msg_seq", "msg_channel", "msg_items", "msg_received_ms")
 
 
@@ -38,8 +43,8 @@ def decode(data: bytes) -> Batch:
     if len(arrays[0]):
         batch.r_msg, batch.r_point, batch.r_ts, batch.r_value, batch.r_quality = ([a] for a in arrays)
         batch.n_readings = len(arrays[0])
-    batch.positions = [tuple(p) for p in doc["positions"]]  # type: ignore[misc]
-    batch.dead = [tuple(d) for d in doc["dead"]]  # type: ignore[misc]
+    batch.positions = [tuple(p) for p in doc["positions"]]
+    batch.dead = [tuple(d) for d in doc["dead"]]
     return batch
 
 
@@ -50,36 +55,37 @@ class Spool:
         directory.mkdir(parents=True, exist_ok=True)
         for leftover in directory.glob("*.tmp"):
             leftover.unlink()
-        self._files = sorted(directory.glob("*.batch"))
-        self._next = int(self._files[-1].stem) + 1 if self._files else 1
-        self.bytes = sum(f.stat().st_size for f in self._files)
+        # path → size, in arrival order (dicts keep insertion order)
+        self._files = {f: f.stat().st_size for f in sorted(directory.glob("*.batch"))}
+        self._next = int(max(self._files).stem) + 1 if self._files else 1
         self._space = asyncio.Condition()
 
     def __len__(self) -> int:
         return len(self._files)
 
+    @property
+    def bytes(self) -> int:
+        return sum(self._files.values())
+
     async def append(self, batch: Batch) -> None:
         """Make `batch` durable on disk; waits while the spool is full (the broker then holds the rest)."""
         data = encode(batch)
         async with self._space:
-            await self._space.wait_for(lambda: self.bytes == 0 or self.bytes + len(data) <= self.max_bytes)
+            await self._space.wait_for(lambda: not self._files or self.bytes + len(data) <= self.max_bytes)
         path = self.directory / f"{self._next:012d}.batch"
         self._next += 1
         await asyncio.to_thread(_write_durably, path, data)
-        self._files.append(path)
-        self.bytes += len(data)
+        self._files[path] = len(data)
 
-    def oldest(self) -> tuple[Path, Batch] | None:
+    async def oldest(self) -> tuple[Path, Batch] | None:
         if not self._files:
             return None
-        path = self._files[0]
-        return path, decode(path.read_bytes())
+        path = next(iter(self._files))
+        return path, decode(await asyncio.to_thread(path.read_bytes))
 
     async def remove(self, path: Path) -> None:
-        size = path.stat().st_size
-        path.unlink()
-        self._files.remove(path)
-        self.bytes -= size
+        await asyncio.to_thread(path.unlink)
+        del self._files[path]
         async with self._space:
             self._space.notify_all()
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 from pydantic import BaseModel
 
 from sitewatch.catalog.broker import hash_password, verify_password
 from sitewatch.catalog.models import Catalog
 from sitewatch.catalog.validate import Existing
+from sitewatch.store import db
 
 NOTIFY_CHANNEL = "sitewatch_catalog"
 
@@ -36,7 +36,7 @@ class LoadResult:
         return bool(self.created or self.updated)
 
 
-async def existing(conn: asyncpg.Connection[Any]) -> Existing:
+async def existing(conn: db.Conn) -> Existing:
     sites = {r["code"]: r["enterprise"] for r in await conn.fetch("SELECT code, enterprise FROM sites")}
 
     async def pairs(table: str) -> set[tuple[str, str]]:
@@ -57,7 +57,7 @@ def _extra(model: BaseModel, columns: set[str]) -> dict[str, Any]:
     return {k: v for k, v in model.model_dump(mode="json", exclude_none=True).items() if k not in columns}
 
 
-async def _upsert(conn: asyncpg.Connection[Any], table: str, key: dict[str, Any], values: dict[str, Any]) -> str:
+async def _upsert(conn: db.Conn, table: str, key: dict[str, Any], values: dict[str, Any]) -> str:
     """Insert or update one row; 'created', 'updated' or 'unchanged'."""
     cols = [*key, *values]
     params = [*key.values(), *values.values()]
@@ -75,45 +75,85 @@ async def _upsert(conn: asyncpg.Connection[Any], table: str, key: dict[str, Any]
     return "created" if row["inserted"] else "updated"
 
 
-async def apply(conn: asyncpg.Connection[Any], catalog: Catalog) -> LoadResult:
+async def apply(conn: db.Conn, catalog: Catalog) -> LoadResult:
     """Write `catalog` in one transaction and notify the services that read it."""
     result = LoadResult()
     async with conn.transaction():
         for e in catalog.enterprises:
-            status = await _upsert(conn, "enterprises", {"code": e.code},
-                                   {"name": e.name, "extra": _extra(e, {"code", "name"})})
+            status = await _upsert(
+                conn, "enterprises", {"code": e.code}, {"name": e.name, "extra": _extra(e, {"code", "name"})}
+            )
             result.count("enterprises", status)
         site_cols = {"code", "enterprise", "name", "kind", "timezone", "state", "shift_capacity"}
         for s in catalog.sites:
-            status = await _upsert(conn, "sites", {"code": s.code}, {
-                "enterprise": s.enterprise, "name": s.name, "kind": s.kind, "timezone": s.timezone,
-                "state": s.state, "shift_capacity": s.shift_capacity, "extra": _extra(s, site_cols)})
+            status = await _upsert(
+                conn,
+                "sites",
+                {"code": s.code},
+                {
+                    "enterprise": s.enterprise,
+                    "name": s.name,
+                    "kind": s.kind,
+                    "timezone": s.timezone,
+                    "state": s.state,
+                    "shift_capacity": s.shift_capacity,
+                    "extra": _extra(s, site_cols),
+                },
+            )
             result.count("sites", status)
         site_ids = {r["code"]: r["id"] for r in await conn.fetch("SELECT code, id FROM sites")}
-        hashes = {(r["site_id"], r["code"]): r["password_hash"]
-                  for r in await conn.fetch("SELECT site_id, code, password_hash FROM gateways")}
+        hashes = {
+            (r["site_id"], r["code"]): r["password_hash"]
+            for r in await conn.fetch("SELECT site_id, code, password_hash FROM gateways")
+        }
         for g in catalog.gateways:
             sid = site_ids[g.site]
             old = hashes.get((sid, g.code))
             hashed = old if old is not None and verify_password(g.password, old) else hash_password(g.password)
-            status = await _upsert(conn, "gateways", {"site_id": sid, "code": g.code},
-                                   {"password_hash": hashed, "extra": _extra(g, {"code", "site", "password"})})
+            status = await _upsert(
+                conn,
+                "gateways",
+                {"site_id": sid, "code": g.code},
+                {"password_hash": hashed, "extra": _extra(g, {"code", "site", "password"})},
+            )
             result.count("gateways", status)
             result.gateways_changed |= status != "unchanged"
         for z in catalog.zones:
-            status = await _upsert(conn, "zones", {"site_id": site_ids[z.site], "code": z.code}, {
-                "name": z.name, "risk": z.risk, "max_people": z.max_people,
-                "extra": _extra(z, {"code", "site", "name", "risk", "max_people"})})
+            status = await _upsert(
+                conn,
+                "zones",
+                {"site_id": site_ids[z.site], "code": z.code},
+                {
+                    "name": z.name,
+                    "risk": z.risk,
+                    "max_people": z.max_people,
+                    "extra": _extra(z, {"code", "site", "name", "risk", "max_people"}),
+                },
+            )
             result.count("zones", status)
         for p in catalog.points:
-            status = await _upsert(conn, "points", {"site_id": site_ids[p.site], "code": p.code}, {
-                "kind": p.kind, "unit": p.unit, "period_s": float(p.period_s), "pair": p.pair,
-                "rules": catalog.effective_rules(p), "rules_set": p.rules is not None,
-                "extra": _extra(p, {"code", "site", "kind", "unit", "period_s", "pair", "rules"})})
+            status = await _upsert(
+                conn,
+                "points",
+                {"site_id": site_ids[p.site], "code": p.code},
+                {
+                    "kind": p.kind,
+                    "unit": p.unit,
+                    "period_s": float(p.period_s),
+                    "pair": p.pair,
+                    "rules": catalog.effective_rules(p),
+                    "rules_set": p.rules is not None,
+                    "extra": _extra(p, {"code", "site", "kind", "unit", "period_s", "pair", "rules"}),
+                },
+            )
             result.count("points", status)
         for t in catalog.tags:
-            status = await _upsert(conn, "tags", {"site_id": site_ids[t.site], "code": t.code},
-                                   {"person": t.person, "extra": _extra(t, {"code", "site", "person"})})
+            status = await _upsert(
+                conn,
+                "tags",
+                {"site_id": site_ids[t.site], "code": t.code},
+                {"person": t.person, "extra": _extra(t, {"code", "site", "person"})},
+            )
             result.count("tags", status)
         if result.changed:
             await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+    """A connection, whether opened directly or acquired from a pool."""
 
 
 async def _init(conn: asyncpg.Connection[Any]) -> None:
@@ -38,3 +44,6 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.PostgresConnectionError,
     TimeoutError,
 )
+
+# ... and anything a query can raise, for callers that only need to know it failed.
+FAILED: tuple[type[BaseException], ...] = (*UNAVAILABLE, asyncpg.PostgresError)

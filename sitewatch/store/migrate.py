@@ -86,9 +86,7 @@ async def migrate(conn: asyncpg.Connection[Any], *, retention_days: int = 90) ->
             log.info("applying migration %03d_%s (%s)", f.version, f.name, mode)
             async with conn.transaction():
                 await conn.execute(f.sql.replace("{retention_days}", str(int(retention_days))))
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", f.version, f.name
-                )
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", f.version, f.name)
                 await conn.execute(
                     "INSERT INTO storage_info (key, value) VALUES ('mode', $1), ('retention_days', $2)"
                     " ON CONFLICT (key) DO NOTHING",

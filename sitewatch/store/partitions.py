@@ -25,8 +25,7 @@ def partition_name(table: str, day: int) -> str:
 
 async def existing_days(conn: asyncpg.Connection[Any], table: str) -> set[int]:
     rows = await conn.fetch(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = $1::regclass",
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass",
         table,
     )
     days = set()

@@ -19,10 +19,15 @@ MAX_DOCUMENT_BYTES = 32 << 20
 
 @router.put(
     "/catalog",
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {"type": "object"}},
-        "application/yaml": {"schema": {"type": "object"}},
-    }}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/yaml": {"schema": {"type": "object"}},
+            },
+        }
+    },
     responses={422: {"description": "every problem of the document, nothing changed"}},
 )
 async def put_catalog(request: Request, pool: Pool, _admin: Admin) -> dict[str, Any]:
@@ -34,21 +39,31 @@ async def put_catalog(request: Request, pool: Pool, _admin: Admin) -> dict[str, 
         doc = parse_document(body, request.headers.get("content-type", "application/json"))
     except ValueError as exc:
         API_METRICS.catalog_loads.labels("invalid").inc()
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
-                            {"message": "the document could not be parsed", "problems": [
-                                {"path": "", "message": str(exc)}]}) from exc
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            {"message": "the document could not be parsed", "problems": [{"path": "", "message": str(exc)}]},
+        ) from exc
     async with pool.acquire() as conn:
         catalog, problems = validate_catalog(doc, await catalog_store.existing(conn))
         if catalog is None:
             API_METRICS.catalog_loads.labels("invalid").inc()
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, {
-                "message": f"{len(problems)} problem(s); nothing was changed",
-                "problems": [{"path": p.path, "message": p.message} for p in problems]})
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                {
+                    "message": f"{len(problems)} problem(s); nothing was changed",
+                    "problems": [{"path": p.path, "message": p.message} for p in problems],
+                },
+            )
         result = await catalog_store.apply(conn, catalog)
         settings = request.app.state.settings
         if result.gateways_changed:
             await broker_auth.write_gateway_files(conn, settings.broker_dir)
             broker_auth.reload(settings.broker_pid)
     API_METRICS.catalog_loads.labels("changed" if result.changed else "unchanged").inc()
-    return {"changed": result.changed, "created": result.created, "updated": result.updated,
-            "unchanged": result.unchanged, "broker_reloaded": result.gateways_changed}
+    return {
+        "changed": result.changed,
+        "created": result.created,
+        "updated": result.updated,
+        "unchanged": result.unchanged,
+        "broker_reloaded": result.gateways_changed,
+    }

@@ -28,12 +28,25 @@ async def dead_letters(
         " WHERE ($1::text IS NULL OR site = $1) AND ($2::text IS NULL OR reason = $2)"
         " AND ($3::timestamptz IS NULL OR received_at >= $3) AND ($4::text[] IS NULL OR site = ANY($4))"
         " ORDER BY received_at DESC, id DESC LIMIT $5",
-        site, reason, parse_time(since, "since") if since else None,
-        sorted(visible) if visible is not None else None, limit,
+        site,
+        reason,
+        parse_time(since, "since") if since else None,
+        sorted(visible) if visible is not None else None,
+        limit,
     )
-    return {"dead_letters": [
-        {"id": r["id"], "received_at": r["received_at"].isoformat(timespec="milliseconds"), "site": r["site"],
-         "gateway": r["gateway"], "topic": r["topic"], "seq": r["seq"], "reason": r["reason"],
-         "detail": r["detail"], "item": r["item"]}
-        for r in rows
-    ]}
+    return {
+        "dead_letters": [
+            {
+                "id": r["id"],
+                "received_at": r["received_at"].isoformat(timespec="milliseconds"),
+                "site": r["site"],
+                "gateway": r["gateway"],
+                "topic": r["topic"],
+                "seq": r["seq"],
+                "reason": r["reason"],
+                "detail": r["detail"],
+                "item": r["item"],
+            }
+            for r in rows
+        ]
+    }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import httpx
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import PlainTextResponse
@@ -29,7 +28,7 @@ async def readyz(pool: Pool, response: Response) -> dict[str, str]:
     """The API can serve: PostgreSQL answers."""
     try:
         await asyncio.wait_for(pool.fetchval("SELECT 1"), 2.0)
-    except (*db.UNAVAILABLE, asyncpg.PostgresError):
+    except db.FAILED:
         response.status_code = 503
         return {"status": "database unavailable"}
     return {"status": "ready"}
@@ -49,8 +48,10 @@ async def collect(settings: Settings) -> str:
     async with httpx.AsyncClient() as client:
         scraped = await asyncio.gather(*(_scrape(client, n, u) for n, u in settings.service_urls.items()))
     parts = [generate_latest(API_METRICS.registry).decode()]
-    up = ["# HELP sitewatch_service_up 1 when the service's metrics endpoint answered the scrape",
-          "# TYPE sitewatch_service_up gauge"]
+    up = [
+        "# HELP sitewatch_service_up 1 when the service's metrics endpoint answered the scrape",
+        "# TYPE sitewatch_service_up gauge",
+    ]
     for name, text in scraped:
         if text is not None:
             parts.append(text)
