@@ -90,6 +90,11 @@ class TelemetryColumns:
     quality: npt.NDArray[np.int16]  # good 0, uncertain 1, bad 2
     rejects: list[Reject]
 
+    def rows(self) -> list[tuple[int, int, float, int]]:
+        """(point id, ts ms, value, quality) per valid reading: for comparing decoders."""
+        columns = (self.point_id.tolist(), self.ts_ms.tolist(), self.value.tolist(), self.quality.tolist())
+        return list(zip(*columns, strict=True))
+
 
 @dataclass(slots=True)
 class PositionColumns:

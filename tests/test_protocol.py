@@ -68,18 +68,6 @@ def rejected(payload: bytes) -> Reject:
     return result
 
 
-def rows(columns: TelemetryColumns) -> list[tuple[int, int, float, int]]:
-    return list(
-        zip(
-            columns.point_id.tolist(),
-            columns.ts_ms.tolist(),
-            columns.value.tolist(),
-            columns.quality.tolist(),
-            strict=True,
-        )
-    )
-
-
 def reasons(columns: TelemetryColumns | PositionColumns) -> list[str]:
     return [reject.reason for reject in columns.rejects]
 
@@ -138,7 +126,7 @@ def test_payload_of_exactly_max_size_is_decoded() -> None:
     body = telemetry([reading()])
     payload = body + b" " * (MAX_PAYLOAD - len(body))
     assert len(payload) == MAX_PAYLOAD
-    assert rows(decode(payload)) == [(7, T0, 18.5, 0)]
+    assert decode(payload).rows() == [(7, T0, 18.5, 0)]
 
 
 @pytest.mark.parametrize(
@@ -209,7 +197,7 @@ def test_protocol_example() -> None:
      ]}"""
     columns = decode(payload, min_ts_ms=0, max_ts_ms=2**62)
     assert columns.seq == 1042
-    assert rows(columns) == [(7, 1_795_310_102_120, 18.5, 0), (3, 1_763_774_102_120, 1.0, 0)]
+    assert columns.rows() == [(7, 1_795_310_102_120, 18.5, 0), (3, 1_763_774_102_120, 1.0, 0)]
     assert columns.rejects == []
     assert columns.point_id.dtype == np.int32
     assert columns.ts_ms.dtype == np.int64
@@ -219,18 +207,18 @@ def test_protocol_example() -> None:
 
 def test_empty_batch() -> None:
     columns = decode(telemetry([]))
-    assert rows(columns) == [] and columns.rejects == []
+    assert columns.rows() == [] and columns.rejects == []
     assert columns.point_id.dtype == np.int32 and columns.quality.dtype == np.int16
 
 
 @pytest.mark.parametrize(("quality", "code"), [("good", 0), ("uncertain", 1), ("bad", 2)])
 def test_quality_codes(quality: str, code: int) -> None:
-    assert rows(decode(telemetry([reading(quality=quality)]))) == [(7, T0, 18.5, code)]
+    assert decode(telemetry([reading(quality=quality)])).rows() == [(7, T0, 18.5, code)]
 
 
 def test_booleans_are_values_but_not_timestamps() -> None:
     columns = decode(telemetry([reading(value=True), reading(value=False), reading(ts=True)]))
-    assert rows(columns) == [(7, T0, 1.0, 0), (7, T0, 0.0, 0)]
+    assert columns.rows() == [(7, T0, 1.0, 0), (7, T0, 0.0, 0)]
     assert reasons(columns) == [BAD_TIMESTAMP]
 
 
@@ -240,7 +228,7 @@ def test_redundant_fields_are_ignored() -> None:
         gateway="GW-1",
         firmware="1.2",
     )
-    assert rows(decode(payload)) == [(7, T0, 18.5, 0), (11, T0, -3.0, 0)]
+    assert decode(payload).rows() == [(7, T0, 18.5, 0), (11, T0, -3.0, 0)]
 
 
 @pytest.mark.parametrize(
@@ -275,7 +263,7 @@ def test_redundant_fields_are_ignored() -> None:
 )
 def test_reading_rejects(bad: Any, reason: str) -> None:
     columns = decode(telemetry([reading(), bad, reading(point="P_2")]))
-    assert rows(columns) == [(7, T0, 18.5, 0), (11, T0, 18.5, 0)]
+    assert columns.rows() == [(7, T0, 18.5, 0), (11, T0, 18.5, 0)]
     [reject] = columns.rejects
     assert reject.reason == reason and reject.detail
     assert reject.item == json.dumps(bad, separators=(",", ":"))
@@ -284,7 +272,7 @@ def test_reading_rejects(bad: Any, reason: str) -> None:
 def test_out_of_range_float_is_non_numeric() -> None:
     payload = telemetry([reading()])[:-2] + b', {"point": "GT-101", "ts": %d, "value": 1e400}]}' % T0
     columns = decode(payload)
-    assert rows(columns) == [(7, T0, 18.5, 0)]
+    assert columns.rows() == [(7, T0, 18.5, 0)]
     assert reasons(columns) == [NON_NUMERIC]
 
 
@@ -345,7 +333,7 @@ def test_partly_bad_batch_keeps_every_good_reading_in_order(strict_shape: bool) 
         batch.insert(7 + 11 * n, item)
     columns = decode(telemetry(batch))
     expected = [(3, T0, float(i % 5 == 0), 0) if i % 2 == 0 else (7, T0 + i, float(i), i % 3) for i in range(60)]
-    assert rows(columns) == expected
+    assert columns.rows() == expected
     assert [reject.item for reject in columns.rejects] == [json.dumps(item, separators=(",", ":")) for item in bad]
 
 
@@ -358,7 +346,7 @@ def test_strict_and_lenient_paths_agree() -> None:
     ]
     strict = decode(telemetry(batch))
     lenient = decode(telemetry([*batch, "forces the lenient path"]))
-    assert rows(strict) == rows(lenient)
+    assert strict.rows() == lenient.rows()
     assert strict.rejects == lenient.rejects[:1]
 
 

@@ -146,31 +146,42 @@ class IngestService:
             ):
                 site = self.sites[topic.site]
                 tel = protocol.decode_telemetry(d.payload, site.points, **bounds)
-            if isinstance(tel, protocol.Reject):
-                self._reject(batch, -1, d, topic, None, tel)
+            msg = self._open_message(batch, d, topic, site, tel)
+            if msg is None or isinstance(tel, protocol.Reject):
                 return
-            msg = batch.add_message(
-                site.site_id, topic.gateway, tel.seq, 0, len(tel.point_id) + len(tel.rejects), d.received_ms
-            )
             batch.add_readings(msg, tel.point_id, tel.ts_ms, tel.value, tel.quality)
             self.metrics.readings_received.inc(len(tel.point_id))
-            for r in tel.rejects:
-                self._reject(batch, msg, d, topic, tel.seq, r)
         else:
             pos = protocol.decode_positions(d.payload, site.zones, **bounds)
-            if isinstance(pos, protocol.Reject):
-                self._reject(batch, -1, d, topic, None, pos)
+            msg = self._open_message(batch, d, topic, site, pos)
+            if msg is None or isinstance(pos, protocol.Reject):
                 return
-            msg = batch.add_message(
-                site.site_id, topic.gateway, pos.seq, 1, len(pos.tag) + len(pos.rejects), d.received_ms
-            )
             batch.positions.extend(
                 (msg, site.site_id, int(ts), tag, int(kind), zone)
                 for tag, ts, kind, zone in zip(pos.tag, pos.ts_ms.tolist(), pos.kind.tolist(), pos.zone, strict=True)
             )
-            for r in pos.rejects:
-                self._reject(batch, msg, d, topic, pos.seq, r)
         self.metrics.messages.labels(topic.channel.name.lower()).inc()
+
+    def _open_message(
+        self,
+        batch: Batch,
+        d: Delivery,
+        topic: protocol.Topic,
+        site: catalog_view.SiteView,
+        decoded: protocol.TelemetryColumns | protocol.PositionColumns | protocol.Reject,
+    ) -> int | None:
+        """Register a decoded message in the batch (its key and its rejected items); None if it
+        was rejected whole."""
+        if isinstance(decoded, protocol.Reject):
+            self._reject(batch, -1, d, topic, None, decoded)
+            return None
+        valid = len(decoded.ts_ms)
+        msg = batch.add_message(
+            site.site_id, topic.gateway, decoded.seq, int(topic.channel), valid + len(decoded.rejects), d.received_ms
+        )
+        for r in decoded.rejects:
+            self._reject(batch, msg, d, topic, decoded.seq, r)
+        return msg
 
     def _reject(
         self, batch: Batch, msg: int, d: Delivery, topic: protocol.Topic, seq: int | None, r: protocol.Reject
