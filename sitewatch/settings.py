@@ -28,6 +28,7 @@ class Settings:
     spool_max_bytes: int
     retention_days: int
     max_future_s: int
+    late_window_s: int
     broker_dir: Path
     broker_pid: int | None
     service_urls: dict[str, str]
@@ -54,6 +55,7 @@ class Settings:
             spool_max_bytes=int(_env("SPOOL_MAX_BYTES", str(1 << 30))),
             retention_days=int(_env("RETENTION_DAYS", "90")),
             max_future_s=int(_env("MAX_FUTURE_S", "3600")),
+            late_window_s=int(_env("LATE_WINDOW_S", "600")),
             broker_dir=Path(_env("BROKER_DIR", str(data_dir / "mosquitto"))),
             broker_pid=int(broker_pid) if broker_pid else None,
             service_urls=urls,

@@ -37,7 +37,7 @@ from sitewatch.store.migrate import migrate
 
 DB_NAME = "sitewatch"
 DB_USER = "sitewatch"
-SERVICES = ("ingest", "api")  # the alerting service joins with the evaluator (issue 4)
+SERVICES = ("ingest", "alerting", "api")
 READY_TIMEOUT_S = 60.0
 
 

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,7 +16,9 @@ from typing import Any
 
 import asyncpg
 import httpx
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from simulators.gateway import Gateway
 
@@ -126,3 +130,41 @@ def site_catalog(
         ],
         "tags": [{"code": "T-1", "site": site, "person": "张三"}],
     }
+
+
+class AlertListener:
+    """Subscribes to `sw/v1/{site}/alerts` as the site's gateway, as an enterprise system would."""
+
+    def __init__(self, stack: StackHandle, site: str, password: str = "gw-secret-1") -> None:
+        self.messages: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=unique("listener"))
+        client.username_pw_set(f"{site}/GW-1", password)
+
+        def on_message(_c: Any, _u: Any, msg: Any) -> None:
+            with self._lock:
+                self.messages.append(json.loads(msg.payload))
+
+        client.on_message = on_message
+        client.on_subscribe = lambda *_: subscribed.set()
+        client.on_connect = lambda c, *_: c.subscribe(f"sw/v1/{site}/alerts", 1)
+        client.connect(stack.mqtt_host, stack.mqtt_port)
+        client.loop_start()
+        assert subscribed.wait(10), "no SUBACK"
+        self._client = client
+
+    def wait(self, predicate: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until `predicate(messages)` holds; returns the messages."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if predicate(self.messages):
+                    return list(self.messages)
+            time.sleep(0.05)
+        with self._lock:
+            raise AssertionError(f"condition not met; got {self.messages}")
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -154,3 +154,10 @@ def test_vectorised_equals_reference(rules: list[dict[str, Any]], events: list[A
             flush()
     flush()
     assert got == want
+
+
+def test_restore_after_restart_neither_raises_again_nor_forgets_to_clear() -> None:
+    f = family({**GAS, "for_s": 30})
+    f.restore(0, 2, below=False)
+    assert f.on_readings(readings([(0, T0, 30.0)])) == []
+    assert levels(f.on_readings(readings([(0, T0 + 1, 5.0)]))) == [(1, 0)]

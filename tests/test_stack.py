@@ -16,7 +16,7 @@ def test_up_down_up_keeps_data(tmp_path: Path) -> None:
     again = json.loads(sw("stack", "up", "--json", data_dir=data).stdout)  # already up: same answer
     assert again == {"api": first.api, "mqtt": {"host": "127.0.0.1", "port": first.mqtt_port}, "token": first.token}
     status = first.cli_json("stack", "status", "--json")
-    assert status["running"] and set(status["components"]) == {"postgres", "mosquitto", "ingest", "api"}
+    assert status["running"] and set(status["components"]) == {"postgres", "mosquitto", "ingest", "alerting", "api"}
     pids = [c["pid"] for c in status["components"].values()]
     out = sw("stack", "down", data_dir=data).stdout
     assert "api" in out and "postgres" in out
@@ -27,7 +27,7 @@ def test_up_down_up_keeps_data(tmp_path: Path) -> None:
     assert second.token == first.token
     r = second.load_catalog(site_catalog("KEEP"))
     assert r.status_code == 200 and r.json()["changed"] is False
-    for name in ("postgres", "mosquitto", "ingest", "api"):
+    for name in ("postgres", "mosquitto", "ingest", "alerting", "api"):
         assert (data / "logs" / f"{name}.log").exists()
     sw("stack", "down", data_dir=data)
     assert "nothing was running" in sw("stack", "down", data_dir=data).stdout

@@ -211,6 +211,17 @@ class Threshold:
         signals.sort(key=lambda s: s.ts_ms)
         return signals
 
+    def restore(self, point: int, severity: int, below: bool) -> None:
+        """After a restart, take an open alert's level as the point's state, so the next readings
+        clear it or keep it instead of raising it again."""
+        if point >= len(self.state.emitted) or not self.params.enabled[point]:
+            return
+        side = slice(2, 4) if below else slice(0, 2)
+        reached = (self.params.severity[point, side] <= severity) & np.isfinite(self.params.enter[point, side])
+        for st in (self.state.active, self.state.effective):
+            st[point, side] = reached
+        self.state.emitted[point] = severity
+
     def reset(self, point: int) -> None:
         """An operator reset a latched alarm: the point's severity is evaluated afresh."""
         if point < len(self.state.emitted):

@@ -1,0 +1,1 @@
+"""Alerting: the streaming evaluator on its own broker session, writing and publishing alerts."""

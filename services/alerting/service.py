@@ -1,0 +1,248 @@
+"""The alerting loop: deliveries → decoded batches → rule families → alert changes → MQTT + store.
+
+Alerts are published on `sw/v1/{site}/alerts` as soon as they change and written to PostgreSQL
+behind, with retries, so they keep firing while the database is slow or down. Timers run every
+200 ms on the wall clock. On start the service rebuilds its state: open alerts (so nothing is
+raised twice), threshold levels from them, zone occupancy and slope windows from what ingest
+stored up to the last checkpoint; what arrived after that comes from the persistent session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+import asyncpg
+
+from services.alerting.metrics import AlertingMetrics
+from sitewatch import protocol
+from sitewatch.alerts import AlertTracker, Change
+from sitewatch.mqtt import Delivery, MqttSession
+from sitewatch.rules.base import PositionEvent, RuleCatalog, Signal
+from sitewatch.rules.engine import Evaluator, default_families
+from sitewatch.rules.threshold import Threshold
+from sitewatch.settings import Settings
+from sitewatch.store import alerts as alert_store
+from sitewatch.store import db, rule_catalog
+from sitewatch.store.catalog import NOTIFY_CHANNEL
+
+log = logging.getLogger("sitewatch.alerting")
+
+TICK_S = 0.2
+BATCH_MAX_S = 0.02
+BATCH_MAX_READINGS = 50_000
+CHECKPOINT_KEY = "alerting_checkpoint_ms"
+REPLAY_HOURS = 24
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class AlertingService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = AlertingMetrics()
+        self.evaluator = Evaluator(default_families(), late_window_ms=settings.late_window_s * 1000)
+        self.tracker = AlertTracker({})
+        self.session = MqttSession(
+            "sitewatch-alerting",
+            settings.mqtt_host,
+            settings.mqtt_port,
+            username=settings.mqtt_user,
+            password=settings.mqtt_password,
+            subscriptions=[("sw/v1/+/+/telemetry", 1), ("sw/v1/+/+/positions", 1), ("sw/v1/+/+/status", 1)],
+        )
+        self._points: dict[int, dict[str, int]] = {}
+        self._zones: dict[int, set[str]] = {}
+        self._unstored: list[Change] = []
+        self._checkpoint = 0
+        self._conn: asyncpg.Connection[Any] | None = None
+        self._reload = asyncio.Event()
+
+    # -- catalog and state ----------------------------------------------------------------------
+    def _apply_catalog(self, catalog: RuleCatalog) -> None:
+        self.evaluator.load(catalog)
+        self.tracker.sites = {s.id: (s.code, s.timezone) for s in catalog.sites.values()}
+        self._points = {}
+        for p in catalog.points.values():
+            self._points.setdefault(p.site_id, {})[p.code] = p.id
+        self._zones = {}
+        for site_id, code in catalog.zones:
+            self._zones.setdefault(site_id, set()).add(code)
+
+    async def _connection(self) -> asyncpg.Connection[Any]:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await db.connect(self.settings.dsn)
+            await self._conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._reload.set())
+        return self._conn
+
+    async def _rebuild(self) -> None:
+        """Catalog, open alerts and the state behind them, before the first delivery."""
+        conn = await self._connection()
+        catalog = await rule_catalog.load(conn)
+        self._apply_catalog(catalog)
+        checkpoint = await conn.fetchval("SELECT value FROM storage_info WHERE key = $1", CHECKPOINT_KEY)
+        self._checkpoint = int(checkpoint) if checkpoint else now_ms()
+        since = self._checkpoint - REPLAY_HOURS * 3_600_000
+        rows = await conn.fetch(
+            "SELECT site_id, tag, (extract(epoch FROM ts) * 1000)::bigint AS ts, kind, zone FROM positions"
+            " WHERE ts > to_timestamp($1 / 1000.0) AND ts <= to_timestamp($2 / 1000.0) ORDER BY ts",
+            since,
+            self._checkpoint,
+        )
+        if rows:
+            self._replay_positions(rows)
+        open_alerts = await alert_store.open_alerts(conn)
+        self.tracker.load(open_alerts)
+        for family in self.evaluator.families:
+            if isinstance(family, Threshold):
+                for a in open_alerts:
+                    point = catalog.point_ids.get((a.site_id, a.source_code))
+                    if a.rule == "threshold" and not a.cleared and point is not None:
+                        family.restore(point, a.severity, a.kind == "low")
+        log.info(
+            "rebuilt: %d sites, %d points, %d open alerts, %d position events replayed",
+            len(catalog.sites),
+            len(catalog.points),
+            len(open_alerts),
+            len(rows),
+        )
+
+    def _replay_positions(self, rows: list[asyncpg.Record]) -> None:
+        events = [PositionEvent(r["site_id"], r["tag"], r["ts"], r["kind"], r["zone"]) for r in rows]
+        self.evaluator.position_events(events)  # signals discarded: these were evaluated before
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def _emit(self, signals: list[Signal]) -> None:
+        for signal in signals:
+            change = self.tracker.apply(signal)
+            if change is None:
+                continue
+            alert = change.alert
+            body = json.dumps({**alert.to_json(), "change": change.action}, ensure_ascii=False).encode()
+            self.session.publish(f"sw/v1/{alert.site}/alerts", body, qos=1)
+            self._unstored.append(change)
+            self.metrics.changes.labels(change.action, alert.rule).inc()
+        self.metrics.unstored.set(len(self._unstored))
+
+    def _evaluate(self, deliveries: list[Delivery]) -> None:
+        started = time.perf_counter()
+        now = now_ms()
+        bounds = {
+            "min_ts_ms": now - self.settings.retention_days * 86_400_000,
+            "max_ts_ms": now + self.settings.max_future_s * 1000,
+        }
+        readings: list[tuple[int, str, protocol.TelemetryColumns]] = []
+        positions: list[tuple[int, protocol.PositionColumns]] = []
+        signals: list[Signal] = []
+        for d in deliveries:
+            topic = protocol.parse_topic(d.topic)
+            site_id = self.evaluator.catalog.site_ids.get(topic.site) if topic else None
+            if topic is None or site_id is None:
+                continue
+            if topic.channel == protocol.Channel.TELEMETRY:
+                tel = protocol.decode_telemetry(d.payload, self._points.get(site_id, {}), **bounds)
+                if not isinstance(tel, protocol.Reject):
+                    readings.append((site_id, topic.gateway, tel))
+            elif topic.channel == protocol.Channel.POSITIONS:
+                pos = protocol.decode_positions(d.payload, self._zones.get(site_id, set()), **bounds)
+                if not isinstance(pos, protocol.Reject):
+                    positions.append((site_id, pos))
+            else:
+                state = protocol.decode_status(d.payload)
+                if not isinstance(state, protocol.Reject):
+                    signals += self.evaluator.status(site_id, topic.gateway, state == "online", d.received_ms)
+        signals += self.evaluator.readings(readings, now)
+        signals += self.evaluator.positions(positions, now)
+        signals.sort(key=lambda s: s.ts_ms)
+        self._emit(signals)
+        n_readings = sum(len(c.point_id) for _, _, c in readings)
+        self.metrics.readings.inc(n_readings)
+        self.metrics.positions.inc(sum(len(c.tag) for _, c in positions))
+        self.metrics.late.set(self.evaluator.late_skipped)
+        self.metrics.evaluate_seconds.observe(time.perf_counter() - started)
+        self.metrics.lag.observe(now / 1000 - min(d.received_ms for d in deliveries) / 1000)
+        newest = max((int(c.ts_ms.max()) for _, _, c in readings if len(c.ts_ms)), default=0)
+        self._checkpoint = max(self._checkpoint, min(newest, now))
+
+    async def _consume(self) -> None:
+        queue = self.session.queue
+        while True:
+            deliveries = [await queue.get()]
+            deadline = time.monotonic() + BATCH_MAX_S
+            while len(deliveries) < BATCH_MAX_READINGS // 100:
+                try:
+                    deliveries.append(queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        deliveries.append(await asyncio.wait_for(queue.get(), remaining))
+            if self._reload.is_set():
+                await self._reload_catalog()
+            self._evaluate(deliveries)
+            for d in deliveries:
+                self.session.ack(d.mid, d.qos)
+
+    async def _reload_catalog(self) -> None:
+        self._reload.clear()
+        with contextlib.suppress(*db.UNAVAILABLE):
+            self._apply_catalog(await rule_catalog.load(await self._connection()))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self._emit(self.evaluator.tick(now_ms()))
+
+    async def _store(self) -> None:
+        """Write alert changes behind the publishes; keep them while the database is away."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            changes, self._unstored = self._unstored, []
+            try:
+                conn = await self._connection()
+                await alert_store.write_changes(conn, changes)
+                await conn.execute(
+                    "INSERT INTO storage_info (key, value) VALUES ($1, $2)"
+                    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    CHECKPOINT_KEY,
+                    str(self._checkpoint),
+                )
+            except db.UNAVAILABLE as exc:
+                log.warning("database unavailable (%s): %d alert changes wait", exc, len(changes))
+                self._unstored[:0] = changes
+                if self._conn is not None:
+                    self._conn.terminate()
+                    self._conn = None
+                await asyncio.sleep(1.0)
+            self.metrics.unstored.set(len(self._unstored))
+            by_severity = [0, 0, 0, 0]
+            for alert in self.tracker.open.values():
+                if not alert.cleared:
+                    by_severity[alert.severity - 1] += 1
+            for severity, count in enumerate(by_severity, start=1):
+                self.metrics.open_alerts.labels(str(severity)).set(count)
+
+    async def run(self) -> None:
+        self.metrics.serve(self.settings.port)
+        while True:
+            try:
+                await self._rebuild()
+                break
+            except db.UNAVAILABLE as exc:
+                log.warning("waiting for the database to load the catalog: %s", exc)
+                await asyncio.sleep(1.0)
+        await self.session.start()
+        self.metrics.ready.set(1)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for job in (self._consume, self._tick, self._store):
+                    tg.create_task(job())
+        finally:
+            await self.session.stop()
