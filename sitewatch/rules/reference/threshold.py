@@ -97,4 +97,3 @@ class Threshold:
                 signals.append(prm.signal(point, level, newly_due, float(st.last_value[point]), st.effective[point]))
         signals.sort(key=lambda s: s.ts_ms)
         return signals
-
