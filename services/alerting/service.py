@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import asyncpg
+import numpy as np
 
 from services.alerting.metrics import AlertingMetrics
 from sitewatch import protocol
@@ -37,6 +38,7 @@ BATCH_MAX_S = 0.02
 BATCH_MAX_READINGS = 50_000
 CHECKPOINT_KEY = "alerting_checkpoint_ms"
 REPLAY_HOURS = 24
+CATALOG_RELOAD_MIN_S = 0.5
 
 
 def now_ms() -> int:
@@ -61,7 +63,11 @@ class AlertingService:
         self._zones: dict[int, set[str]] = {}
         self._unstored: list[Change] = []
         self._checkpoint = 0
-        self._conn: asyncpg.Connection[Any] | None = None
+        # one connection reads the catalog and listens for its changes (the consumer's), one writes
+        # alert changes (the store task's): asyncpg runs one operation at a time per connection
+        self._catalog_conn: asyncpg.Connection[Any] | None = None
+        self._store_conn: asyncpg.Connection[Any] | None = None
+        self._reloaded_at = 0.0
         self._reload = asyncio.Event()
 
     # -- catalog and state ----------------------------------------------------------------------
@@ -75,16 +81,17 @@ class AlertingService:
         for site_id, code in catalog.zones:
             self._zones.setdefault(site_id, set()).add(code)
 
-    async def _connection(self) -> asyncpg.Connection[Any]:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await db.connect(self.settings.dsn)
-            await self._conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._reload.set())
-        return self._conn
+    async def _catalog_connection(self) -> asyncpg.Connection[Any]:
+        if self._catalog_conn is None or self._catalog_conn.is_closed():
+            self._catalog_conn = await db.connect(self.settings.dsn)
+            await self._catalog_conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._reload.set())
+        return self._catalog_conn
 
     async def _rebuild(self) -> None:
         """Catalog, open alerts and the state behind them, before the first delivery."""
-        conn = await self._connection()
+        conn = await self._catalog_connection()
         catalog = await rule_catalog.load(conn)
+        self._reloaded_at = time.monotonic()
         self._apply_catalog(catalog)
         checkpoint = await conn.fetchval("SELECT value FROM storage_info WHERE key = $1", CHECKPOINT_KEY)
         self._checkpoint = int(checkpoint) if checkpoint else now_ms()
@@ -97,6 +104,7 @@ class AlertingService:
         )
         if rows:
             self._replay_positions(rows)
+        await self._replay_windows(conn, catalog)
         open_alerts = await alert_store.open_alerts(conn)
         self.tracker.load(open_alerts)
         for family in self.evaluator.families:
@@ -112,6 +120,28 @@ class AlertingService:
             len(open_alerts),
             len(rows),
         )
+
+    async def _replay_windows(self, conn: asyncpg.Connection[Any], catalog: RuleCatalog) -> None:
+        """Refill the slope windows (and the rain state beside them) from stored readings."""
+        windows = {p.id: float(spec.get("window_h", 24)) for p, spec in catalog.with_rule("slope_trend")}
+        windows.update({p.id: 1.0 for p in catalog.points.values() if p.kind == "rainfall"})
+        if not windows:
+            return
+        hours = max(windows.values())
+        rows = await conn.fetch(
+            "SELECT point_id, (extract(epoch FROM ts) * 1000)::bigint AS ts, value, quality FROM readings"
+            " WHERE point_id = ANY($1) AND ts > to_timestamp($2 / 1000.0) AND ts <= to_timestamp($3 / 1000.0)",
+            list(windows),
+            self._checkpoint - int(hours * 3_600_000),
+            self._checkpoint,
+        )
+        if rows:
+            self.evaluator.replay(
+                np.array([r["point_id"] for r in rows], dtype=np.int32),
+                np.array([r["ts"] for r in rows], dtype=np.int64),
+                np.array([r["value"] for r in rows], dtype=np.float64),
+                np.array([r["quality"] for r in rows], dtype=np.int16),
+            )
 
     def _replay_positions(self, rows: list[asyncpg.Record]) -> None:
         events = [PositionEvent(r["site_id"], r["tag"], r["ts"], r["kind"], r["zone"]) for r in rows]
@@ -167,7 +197,10 @@ class AlertingService:
         self.metrics.late.set(self.evaluator.late_skipped)
         self.metrics.evaluate_seconds.observe(time.perf_counter() - started)
         self.metrics.lag.observe(now / 1000 - min(d.received_ms for d in deliveries) / 1000)
-        newest = max((int(c.ts_ms.max()) for _, _, c in readings if len(c.ts_ms)), default=0)
+        newest = max(
+            (int(c.ts_ms.max()) for c in [*(r[2] for r in readings), *(p[1] for p in positions)] if len(c.ts_ms)),
+            default=0,
+        )
         self._checkpoint = max(self._checkpoint, min(newest, now))
 
     async def _consume(self) -> None:
@@ -184,7 +217,8 @@ class AlertingService:
                         break
                     with contextlib.suppress(TimeoutError):
                         deliveries.append(await asyncio.wait_for(queue.get(), remaining))
-            if self._reload.is_set():
+            stale = time.monotonic() - self._reloaded_at > CATALOG_RELOAD_MIN_S and self._unknown_site(deliveries)
+            if self._reload.is_set() or stale:
                 await self._reload_catalog()
             self._evaluate(deliveries)
             for d in deliveries:
@@ -192,8 +226,21 @@ class AlertingService:
 
     async def _reload_catalog(self) -> None:
         self._reload.clear()
-        with contextlib.suppress(*db.UNAVAILABLE):
-            self._apply_catalog(await rule_catalog.load(await self._connection()))
+        try:
+            self._apply_catalog(await rule_catalog.load(await self._catalog_connection()))
+            self._reloaded_at = time.monotonic()
+        except db.UNAVAILABLE as exc:
+            log.warning("catalog reload failed (%s); keeping the one loaded", exc)
+            self._catalog_conn = None
+            self._reload.set()
+
+    def _unknown_site(self, deliveries: list[Delivery]) -> bool:
+        """A delivery names a site the loaded catalog lacks (a catalog loaded a moment ago)."""
+        for d in deliveries:
+            topic = protocol.parse_topic(d.topic)
+            if topic is not None and topic.site not in self.evaluator.catalog.site_ids:
+                return True
+        return False
 
     async def _tick(self) -> None:
         while True:
@@ -206,7 +253,9 @@ class AlertingService:
             await asyncio.sleep(TICK_S)
             changes, self._unstored = self._unstored, []
             try:
-                conn = await self._connection()
+                if self._store_conn is None or self._store_conn.is_closed():
+                    self._store_conn = await db.connect(self.settings.dsn)
+                conn = self._store_conn
                 await alert_store.write_changes(conn, changes)
                 await conn.execute(
                     "INSERT INTO storage_info (key, value) VALUES ($1, $2)"
@@ -217,9 +266,9 @@ class AlertingService:
             except db.UNAVAILABLE as exc:
                 log.warning("database unavailable (%s): %d alert changes wait", exc, len(changes))
                 self._unstored[:0] = changes
-                if self._conn is not None:
-                    self._conn.terminate()
-                    self._conn = None
+                if self._store_conn is not None:
+                    self._store_conn.terminate()
+                    self._store_conn = None
                 await asyncio.sleep(1.0)
             self.metrics.unstored.set(len(self._unstored))
             by_severity = [0, 0, 0, 0]

@@ -15,15 +15,19 @@ import numpy as np
 
 from sitewatch.protocol import PositionColumns, TelemetryColumns
 from sitewatch.rules.base import Family, PositionEvent, Readings, RuleCatalog, Signal
+from sitewatch.rules.dust import Dust
+from sitewatch.rules.honesty import Honesty
+from sitewatch.rules.positioning import Positioning
+from sitewatch.rules.slope import Slope
+from sitewatch.rules.tank import Tank
+from sitewatch.rules.threshold import Threshold
 
 DEFAULT_LATE_WINDOW_MS = 10 * 60 * 1000
 
 
 def default_families() -> list[Family]:
     """Every family of DOMAIN.md §2, in the order their signals are merged on equal times."""
-    from sitewatch.rules.threshold import Threshold
-
-    return [Threshold()]
+    return [Threshold(), Positioning(), Slope(), Tank(), Dust(), Honesty()]
 
 
 class Evaluator:
@@ -61,6 +65,16 @@ class Evaluator:
         order = np.lexsort((ts, pid))
         batch = Readings(pid[order], ts[order], value[order], quality[order], gateway[order])
         return self._merge([family.on_readings(batch) for family in self.families])
+
+    def replay(self, pid: np.ndarray, ts: np.ndarray, value: np.ndarray, quality: np.ndarray) -> None:
+        """Feed stored readings through the families to rebuild their windows after a restart;
+        their signals were acted on before, so they are dropped."""
+        order = np.lexsort((ts, pid))
+        # stored readings do not say which gateway sent them: a registry entry no live gateway has
+        gateway = np.full(len(pid), self.gateway_index(-1, "(replay)"), dtype=np.int32)
+        batch = Readings(pid[order], ts[order], value[order], quality[order], gateway)
+        for family in self.families:
+            family.on_readings(batch)
 
     def positions(self, parts: Sequence[tuple[int, PositionColumns]], now_ms: int) -> list[Signal]:
         """Evaluate the events of many positioning messages: (site id, decoded columns) each."""
