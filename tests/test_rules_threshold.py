@@ -39,8 +39,15 @@ def family(*rules: dict[str, Any]) -> Threshold:
     return f
 
 
-GAS = {"rule": "threshold", "above": [25, 50], "below": [], "deadband": 2, "for_s": 0, "latch": False,
-       "severities": [2, 3]}
+GAS = {
+    "rule": "threshold",
+    "above": [25, 50],
+    "below": [],
+    "deadband": 2,
+    "for_s": 0,
+    "latch": False,
+    "severities": [2, 3],
+}
 
 
 def levels(signals: list[Signal]) -> list[tuple[int, int]]:
@@ -75,8 +82,17 @@ def test_on_delay_raises_after_for_s_even_without_readings() -> None:
 
 def test_on_delay_is_cancelled_by_a_dip() -> None:
     f = family({**GAS, "for_s": 30})
-    got = f.on_readings(readings([(0, T0, 30.0), (0, T0 + 10_000, 20.0), (0, T0 + 20_000, 30.0),
-                                  (0, T0 + 45_000, 30.0), (0, T0 + 51_000, 30.0)]))
+    got = f.on_readings(
+        readings(
+            [
+                (0, T0, 30.0),
+                (0, T0 + 10_000, 20.0),
+                (0, T0 + 20_000, 30.0),
+                (0, T0 + 45_000, 30.0),
+                (0, T0 + 51_000, 30.0),
+            ]
+        )
+    )
     assert levels(got) == [(50_000, 2)]  # the second run started at 20 s
 
 
@@ -90,8 +106,19 @@ def test_latching_holds_until_reset() -> None:
 
 
 def test_below_levels_bad_quality_range_and_late_readings() -> None:
-    f = family({"rule": "threshold", "above": [1500, 1800], "below": [300], "deadband": 50, "for_s": 0,
-                "latch": False, "severities": [2, 3], "min": 0, "max": 5000})
+    f = family(
+        {
+            "rule": "threshold",
+            "above": [1500, 1800],
+            "below": [300],
+            "deadband": 50,
+            "for_s": 0,
+            "latch": False,
+            "severities": [2, 3],
+            "min": 0,
+            "max": 5000,
+        }
+    )
     got = f.on_readings(readings([(0, T0, 299.0), (0, T0 + 1, 9999.0), (0, T0 + 2, 1900.0)], quality=[2, 0, 0]))
     assert levels(got) == [(2, 3)] and got[0].kind == "high"
     assert f.on_readings(readings([(0, T0 + 1, 0.0)])) == []  # older than the last evaluated reading
@@ -100,20 +127,30 @@ def test_below_levels_bad_quality_range_and_late_readings() -> None:
 
 
 # -- the vectorised family equals the per-reading oracle -----------------------------------------
-rule_strategy = st.fixed_dictionaries({
-    "rule": st.just("threshold"),
-    "above": st.sampled_from([[], [20.0], [20.0, 40.0]]),
-    "below": st.sampled_from([[], [-20.0], [-20.0, -40.0]]),
-    "deadband": st.sampled_from([0.0, 1.0, 5.0]),
-    "for_s": st.sampled_from([0.0, 0.002, 0.01]),
-    "latch": st.booleans(),
-    "min": st.sampled_from([None, -45.0]),
-}).filter(lambda r: r["above"] or r["below"]).map(
-    lambda r: {**r, "severities": [2, 3][: max(len(r["above"]), len(r["below"]))], "max": None})
+rule_strategy = (
+    st.fixed_dictionaries(
+        {
+            "rule": st.just("threshold"),
+            "above": st.sampled_from([[], [20.0], [20.0, 40.0]]),
+            "below": st.sampled_from([[], [-20.0], [-20.0, -40.0]]),
+            "deadband": st.sampled_from([0.0, 1.0, 5.0]),
+            "for_s": st.sampled_from([0.0, 0.002, 0.01]),
+            "latch": st.booleans(),
+            "min": st.sampled_from([None, -45.0]),
+        }
+    )
+    .filter(lambda r: r["above"] or r["below"])
+    .map(lambda r: {**r, "severities": [2, 3][: max(len(r["above"]), len(r["below"]))], "max": None})
+)
 
 event = st.one_of(
-    st.tuples(st.just("read"), st.integers(0, 3), st.integers(0, 4), st.floats(-50, 50, allow_nan=False),
-              st.sampled_from([0, 0, 0, 1, 2])),
+    st.tuples(
+        st.just("read"),
+        st.integers(0, 3),
+        st.integers(0, 4),
+        st.floats(-50, 50, allow_nan=False),
+        st.sampled_from([0, 0, 0, 1, 2]),
+    ),
     st.tuples(st.just("tick"), st.integers(0, 30)),
     st.just(("flush",)),
 )

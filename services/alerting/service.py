@@ -197,10 +197,8 @@ class AlertingService:
         self.metrics.late.set(self.evaluator.late_skipped)
         self.metrics.evaluate_seconds.observe(time.perf_counter() - started)
         self.metrics.lag.observe(now / 1000 - min(d.received_ms for d in deliveries) / 1000)
-        newest = max(
-            (int(c.ts_ms.max()) for c in [*(r[2] for r in readings), *(p[1] for p in positions)] if len(c.ts_ms)),
-            default=0,
-        )
+        stamps = [c.ts_ms for _, _, c in readings] + [c.ts_ms for _, c in positions]
+        newest = max((int(ts.max()) for ts in stamps if len(ts)), default=0)
         self._checkpoint = max(self._checkpoint, min(newest, now))
 
     async def _consume(self) -> None:
