@@ -30,6 +30,15 @@ def default_families() -> list[Family]:
     return [Threshold(), Positioning(), Slope(), Tank(), Dust(), Honesty()]
 
 
+def _point_time_order(pid: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """The stable order by (point, time): one argsort of a packed key, about twice as fast as
+    lexsort on two keys (point ids below 2^21, a batch spanning less than 2^42 ms)."""
+    if not len(ts):
+        return np.empty(0, dtype=np.intp)
+    key = (pid.astype(np.int64) << 42) | (ts - ts.min())
+    return np.argsort(key, kind="stable")
+
+
 class Evaluator:
     def __init__(self, families: Sequence[Family], *, late_window_ms: int = DEFAULT_LATE_WINDOW_MS) -> None:
         self.families = list(families)
@@ -62,14 +71,14 @@ class Evaluator:
         if not fresh.all():
             self.late_skipped += int(np.count_nonzero(~fresh))
             pid, ts, value, quality, gateway = pid[fresh], ts[fresh], value[fresh], quality[fresh], gateway[fresh]
-        order = np.lexsort((ts, pid))
+        order = _point_time_order(pid, ts)
         batch = Readings(pid[order], ts[order], value[order], quality[order], gateway[order])
         return self._merge([family.on_readings(batch) for family in self.families])
 
     def replay(self, pid: np.ndarray, ts: np.ndarray, value: np.ndarray, quality: np.ndarray) -> None:
         """Feed stored readings through the families to rebuild their windows after a restart;
         their signals were acted on before, so they are dropped."""
-        order = np.lexsort((ts, pid))
+        order = _point_time_order(pid, ts)
         # stored readings do not say which gateway sent them: a registry entry no live gateway has
         gateway = np.full(len(pid), self.gateway_index(-1, "(replay)"), dtype=np.int32)
         batch = Readings(pid[order], ts[order], value[order], quality[order], gateway)

@@ -73,6 +73,10 @@ class ThresholdParams:
             self.vmin[i] = -np.inf if spec.get("min") is None else spec["min"]
             self.vmax[i] = np.inf if spec.get("max") is None else spec["max"]
             self.code[i], self.unit[i], self.site[i] = point.code, point.unit, point.site_id
+        # contiguous per-slot copies for the batch path's gathers
+        self.enter_by_slot = np.ascontiguousarray(self.enter.T)
+        self.severity_by_slot = np.ascontiguousarray(self.severity.T)
+        self.used = np.isfinite(self.enter_by_slot)
 
     def limit(self, point: int, slot: int) -> tuple[float, bool]:
         below = slot >= 2
@@ -111,11 +115,14 @@ class ThresholdState:
                 getattr(self, name)[:keep] = getattr(old, name)[:keep]
 
 
-def _ffill_index(valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.intp]:
+def _ffill_index(valid: npt.NDArray[np.bool_], rows: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
     """For each row, the index of the latest row at or before it where `valid` holds."""
-    idx = np.where(valid, np.arange(len(valid)), 0)
+    idx = np.where(valid, rows, 0)
     np.maximum.accumulate(idx, out=idx)
     return idx
+
+
+_UP, _KEEP, _DOWN = np.int8(1), np.int8(-1), np.int8(0)
 
 
 class Threshold:
@@ -152,48 +159,70 @@ class Threshold:
         last = np.empty(n, dtype=bool)
         last[-1] = True
         last[:-1] = first[1:]
+        rows = np.arange(n)
+        fi = np.flatnonzero(first)  # state is read only at each point's first row
+        li = np.flatnonzero(last)  # and written only at each point's last row
+        pf, pl = p[fi], p[li]
+        # the (point, slot) state as flat views: 1-D gathers and scatters are several times faster
+        active_flat, start_flat, eff_flat = (a.reshape(-1) for a in (st.active, st.run_start, st.effective))
+        pf_at, pl_at = pf * SLOTS, pl * SLOTS
         db = prm.deadband[p]
         for_ms = prm.for_ms[p]
+        delayed = bool((prm.for_ms[pf] > 0).any())
         effective = np.zeros((n, SLOTS), dtype=bool)
         level = np.zeros(n, dtype=np.int64)  # the highest severity among effective slots
         rise_at = np.full(n, NEVER, dtype=np.int64)  # the latest due time of slots becoming effective
         for slot in range(SLOTS):
-            enter = prm.enter[p, slot]
-            finite = np.isfinite(enter)
-            prior_active = st.active[p, slot]
-            if not finite.any() and not prior_active.any():
+            prior_active = active_flat[pf_at + slot]
+            if not prm.used[slot][pf].any() and not prior_active.any():
                 continue
+            enter = prm.enter_by_slot[slot][p]
             x = v if slot < 2 else -v
-            decisive = np.where(x >= enter, 1, np.where(x < enter - db, 0, -1)).astype(np.int8)
-            seeded = np.where(first & (decisive < 0), prior_active.astype(np.int8), decisive)
-            active = seeded[_ffill_index(seeded >= 0)].astype(bool)
+            decisive = np.where(x >= enter, _UP, np.where(x < enter - db, _DOWN, _KEEP))
+            seeded = decisive.copy()
+            undecided = decisive[fi] < 0
+            seeded[fi[undecided]] = prior_active[undecided]
+            active = seeded[_ffill_index(seeded >= 0, rows)] > 0
             before = np.empty(n, dtype=bool)
             before[1:] = active[:-1]
-            before[first] = prior_active[first]
+            before[fi] = prior_active
             starts = active & ~before
-            carried = first & active & before  # a run continuing from the previous batch
-            run_start = np.where(starts, t, st.run_start[p, slot])
-            run_start = run_start[_ffill_index(starts | carried)]
-            eff = active & (t - run_start >= for_ms)
             was = np.empty(n, dtype=bool)
-            was[1:] = eff[:-1]
-            was[first] = st.effective[p[first], slot]
+            if delayed:
+                carried = fi[active[fi] & prior_active]  # runs continuing from the previous batch
+                run_start = t.copy()
+                run_start[carried] = start_flat[p[carried] * SLOTS + slot]
+                anchors = starts.copy()
+                anchors[carried] = True
+                run_start = run_start[_ffill_index(anchors, rows)]
+                eff = active & (t - run_start >= for_ms)
+                was[1:] = eff[:-1]
+                was[fi] = eff_flat[pf_at + slot]
+                np.maximum(rise_at, np.where(eff & ~was, run_start + for_ms, NEVER), out=rise_at)
+                start_flat[pl_at + slot] = run_start[li]
+            else:  # no on-delay in this batch: a slot is effective as soon as it is active
+                eff = active
+                was[1:] = eff[:-1]
+                was[fi] = eff_flat[pf_at + slot]
+                np.maximum(rise_at, np.where(eff & ~was, t, NEVER), out=rise_at)
+                started = np.flatnonzero(starts)
+                if len(started):  # keep each point's latest run start, as the delayed path does
+                    start_flat[p[started] * SLOTS + slot] = t[started]
             effective[:, slot] = eff
-            np.maximum(level, np.where(eff, prm.severity[p, slot], 0), out=level)
-            np.maximum(rise_at, np.where(eff & ~was, run_start + for_ms, NEVER), out=rise_at)
-            st.active[p[last], slot] = active[last]
-            st.run_start[p[last], slot] = run_start[last]
-            st.effective[p[last], slot] = eff[last]
-        prior = st.emitted[p].astype(np.int64)
-        latch = prm.latch[p]
-        if latch.any():
-            seeded_level = np.where(first & latch, np.maximum(level, prior), level)
+            np.maximum(level, np.where(eff, prm.severity_by_slot[slot][p], 0), out=level)
+            active_flat[pl_at + slot] = active[li]
+            eff_flat[pl_at + slot] = eff[li]
+        prior = st.emitted[pf].astype(np.int64)
+        if prm.latch[pf].any():
+            latch = prm.latch[p]
+            seeded_level = level.copy()
+            seeded_level[fi] = np.where(latch[fi], np.maximum(level[fi], prior), level[fi])
             segment = np.cumsum(first)
             held = np.maximum.accumulate(segment * 8 + seeded_level) - segment * 8
             level = np.where(latch, held, level)
         before_level = np.empty(n, dtype=np.int64)
         before_level[1:] = level[:-1]
-        before_level[first] = prior[first]
+        before_level[fi] = prior
         changed = np.nonzero(level != before_level)[0]
         signals = [
             prm.signal(
@@ -205,9 +234,9 @@ class Threshold:
             )
             for i in changed.tolist()
         ]
-        st.emitted[p[last]] = level[last]
-        st.last_ts[p[last]] = t[last]
-        st.last_value[p[last]] = v[last]
+        st.emitted[pl] = level[li]
+        st.last_ts[pl] = t[li]
+        st.last_value[pl] = v[li]
         signals.sort(key=lambda s: s.ts_ms)
         return signals
 
