@@ -34,6 +34,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulators.gateway import Gateway
+from simulators.load import mosquitto_pub
 from sitewatch.catalog.models import Catalog
 from sitewatch.protocol import TelemetryColumns
 from sitewatch.rules.base import Family, RuleCatalog, Signal
@@ -255,24 +256,8 @@ async def _latency(stack: Stack, tmp: Path, args: argparse.Namespace) -> dict[st
     probe = Gateway(info["mqtt"]["host"], info["mqtt"]["port"], "PROBE", "GW-P", "bench-password").connect()
     await asyncio.sleep(0.5)
     sent: dict[int, float] = {}
-    load = await asyncio.create_subprocess_exec(
-        "mosquitto_pub",
-        "-h",
-        info["mqtt"]["host"],
-        "-p",
-        str(info["mqtt"]["port"]),
-        "-u",
-        "LOAD/GW-L",
-        "-P",
-        "bench-password",
-        "-q",
-        "1",
-        "-M",
-        "1000",
-        "-t",
-        "sw/v1/LOAD/GW-L/telemetry",
-        "-l",
-        stdin=asyncio.subprocess.PIPE,
+    load = await mosquitto_pub(
+        info["mqtt"]["host"], info["mqtt"]["port"], "LOAD", "GW-L", "bench-password", stdin=asyncio.subprocess.PIPE
     )
     feeder = asyncio.create_task(_feed(load, lines, rate // per_message))
     started = time.perf_counter()

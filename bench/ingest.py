@@ -34,6 +34,7 @@ import numpy as np
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from simulators.load import mosquitto_pub
 from sitewatch import protocol
 from sitewatch.stack import Stack
 from sitewatch.store.copybin import readings_copy
@@ -135,26 +136,14 @@ async def end_to_end(stack: Stack, info: dict[str, Any], payloads: list[bytes], 
         for g, path in enumerate(files):
             with _open(path) as stdin:
                 publishers.append(
-                    await asyncio.create_subprocess_exec(
-                        "mosquitto_pub",
-                        "-h",
+                    await mosquitto_pub(
                         info["mqtt"]["host"],
-                        "-p",
-                        str(info["mqtt"]["port"]),
-                        "-u",
-                        f"{site}/GW-{g}",
-                        "-P",
+                        info["mqtt"]["port"],
+                        site,
+                        f"GW-{g}",
                         "bench-password",
-                        "-i",
-                        f"bench-{site}-{g}",
-                        "-q",
-                        "1",
-                        "-M",
-                        "1000",
-                        "-t",
-                        f"sw/v1/{site}/GW-{g}/telemetry",
-                        "-l",
                         stdin=stdin,
+                        client_id=f"bench-{site}-{g}",
                     )
                 )
         while await ingest_stored(metrics) - before < expected:

@@ -125,8 +125,8 @@ def _ffill_index(valid: npt.NDArray[np.bool_], rows: npt.NDArray[np.intp]) -> np
 _UP, _KEEP, _DOWN = np.int8(1), np.int8(-1), np.int8(0)
 
 
-class Threshold:
-    """The vectorised threshold family."""
+class ThresholdFamily:
+    """What both implementations share: parameters, state, and the operator's and restart's hooks."""
 
     def __init__(self) -> None:
         self.params = ThresholdParams(RuleCatalog({}, {}, {}))
@@ -135,6 +135,32 @@ class Threshold:
     def load(self, catalog: RuleCatalog) -> None:
         self.params = ThresholdParams(catalog)
         self.state = ThresholdState(catalog.size, self.state)
+
+    def restore(self, point: int, severity: int, below: bool) -> None:
+        """After a restart, take an open alert's level as the point's state, so the next readings
+        clear it or keep it instead of raising it again."""
+        if point >= len(self.state.emitted) or not self.params.enabled[point]:
+            return
+        side = slice(2, 4) if below else slice(0, 2)
+        reached = (self.params.severity[point, side] <= severity) & np.isfinite(self.params.enter[point, side])
+        for st in (self.state.active, self.state.effective):
+            st[point, side] = reached
+        self.state.emitted[point] = severity
+
+    def reset(self, point: int) -> None:
+        """An operator reset a latched alarm: the point's severity is evaluated afresh."""
+        if point < len(self.state.emitted):
+            self.state.emitted[point] = 0
+
+    def on_positions(self, events: list[Any]) -> list[Signal]:
+        return []
+
+    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
+        return []
+
+
+class Threshold(ThresholdFamily):
+    """The vectorised threshold family."""
 
     def on_readings(self, readings: Readings) -> list[Signal]:
         prm, st = self.params, self.state
@@ -239,28 +265,6 @@ class Threshold:
         st.last_value[pl] = v[li]
         signals.sort(key=lambda s: s.ts_ms)
         return signals
-
-    def restore(self, point: int, severity: int, below: bool) -> None:
-        """After a restart, take an open alert's level as the point's state, so the next readings
-        clear it or keep it instead of raising it again."""
-        if point >= len(self.state.emitted) or not self.params.enabled[point]:
-            return
-        side = slice(2, 4) if below else slice(0, 2)
-        reached = (self.params.severity[point, side] <= severity) & np.isfinite(self.params.enter[point, side])
-        for st in (self.state.active, self.state.effective):
-            st[point, side] = reached
-        self.state.emitted[point] = severity
-
-    def reset(self, point: int) -> None:
-        """An operator reset a latched alarm: the point's severity is evaluated afresh."""
-        if point < len(self.state.emitted):
-            self.state.emitted[point] = 0
-
-    def on_positions(self, events: list[Any]) -> list[Signal]:
-        return []
-
-    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
-        return []
 
     def tick(self, now_ms: int) -> list[Signal]:
         prm, st = self.params, self.state

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sitewatch.rules.base import Readings, RuleCatalog, Signal
-from sitewatch.rules.threshold import NEVER, SLOTS, ThresholdParams, ThresholdState
+from sitewatch.rules.base import Readings, Signal
+from sitewatch.rules.threshold import NEVER, SLOTS, ThresholdFamily
 
 
-class Threshold:
-    def __init__(self) -> None:
-        self.params = ThresholdParams(RuleCatalog({}, {}, {}))
-        self.state = ThresholdState(0)
-
-    def load(self, catalog: RuleCatalog) -> None:
-        self.params = ThresholdParams(catalog)
-        self.state = ThresholdState(catalog.size, self.state)
-
+class Threshold(ThresholdFamily):
     def _reading(self, point: int, ts: int, value: float) -> Signal | None:
         prm, st = self.params, self.state
         newly_due = NEVER
@@ -65,16 +55,6 @@ class Threshold:
                 signals.append(signal)
         signals.sort(key=lambda s: s.ts_ms)
         return signals
-
-    def reset(self, point: int) -> None:
-        if point < len(self.state.emitted):
-            self.state.emitted[point] = 0
-
-    def on_positions(self, events: list[Any]) -> list[Signal]:
-        return []
-
-    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
-        return []
 
     def tick(self, now_ms: int) -> list[Signal]:
         prm, st = self.params, self.state
