@@ -36,7 +36,7 @@ MAX_PACKET_BYTES = 4 << 20
 SERVICE_USERS: dict[str, tuple[list[str], list[str]]] = {
     "ingest": (["sw/#"], []),
     "alerting": (["sw/#"], ["sw/v1/+/alerts"]),
-    "api": (["sw/#"], []),
+    "api": (["sw/#"], ["sw/v1/+/alerts"]),
     "admin": (["sw/#", "$SYS/#"], ["sw/#"]),
 }
 

@@ -85,7 +85,27 @@ class AlertingService:
         if self._catalog_conn is None or self._catalog_conn.is_closed():
             self._catalog_conn = await db.connect(self.settings.dsn)
             await self._catalog_conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._reload.set())
+            await self._catalog_conn.add_listener(alert_store.HUMAN_CHANNEL, self._human_step)
         return self._catalog_conn
+
+    def _human_step(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        """An operator acknowledged, handled or closed an alert: keep the open alert in step, and
+        once it is closed forget it (the next signal raises a new one) and reset a latched point."""
+        step = json.loads(str(payload))
+        key = (step["site_id"], step["source_type"], step["source_code"], step["rule"])
+        alert = self.tracker.open.get(key)
+        if alert is None or alert.id != step["id"]:
+            return
+        if step["state"] != "closed":
+            alert.state = step["state"]
+            alert.acknowledged_at, alert.handled_at = step["acknowledged_at"], step["handled_at"]
+            return
+        self.tracker.forget(key)
+        point = self.evaluator.catalog.point_ids.get((step["site_id"], step["source_code"]))
+        if step["rule"] == "threshold" and point is not None:
+            for family in self.evaluator.families:
+                if isinstance(family, Threshold):
+                    family.reset(point)
 
     async def _rebuild(self) -> None:
         """Catalog, open alerts and the state behind them, before the first delivery."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -9,13 +10,36 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from services.api.metrics import API_METRICS
-from services.api.routers import catalog, dead_letters, health, readings
+from services.api.routers import alerts, catalog, dead_letters, health, readings
 from sitewatch import __version__
+from sitewatch.mqtt import MqttSession
 from sitewatch.settings import Settings
 from sitewatch.store import db
 
+log = logging.getLogger("sitewatch.api")
+
 DESCRIPTION = """Sitewatch HTTP API, version 1 (the external contract is PROTOCOL.md, documented in
 `docs/protocol.md`). Every `/api/v1` call takes `Authorization: Bearer <token>`."""
+
+
+async def _publisher(settings: Settings) -> MqttSession:
+    """The API's broker session, for pushing the human steps on `sw/v1/{site}/alerts`. The API
+    serves without it: paho keeps reconnecting and queues QoS 1 publishes meanwhile."""
+    session = MqttSession(
+        "sitewatch-api",
+        settings.mqtt_host,
+        settings.mqtt_port,
+        username=settings.mqtt_user,
+        password=settings.mqtt_password,
+        subscriptions=[],
+        persistent=False,
+        manual_ack=False,
+    )
+    try:
+        await session.start(timeout=5.0)
+    except TimeoutError:
+        log.warning("broker not reachable yet: alert steps are queued until it is")
+    return session
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -23,15 +47,17 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.pool = await db.create_pool(settings.dsn)
+        app.state.publisher = await _publisher(settings)
         API_METRICS.ready.set(1)
         try:
             yield
         finally:
             API_METRICS.ready.set(0)
+            await app.state.publisher.stop()
             await app.state.pool.close()
 
     app = FastAPI(title="Sitewatch", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    for module in (health, catalog, readings, dead_letters):
+    for module in (health, catalog, readings, dead_letters, alerts):
         app.include_router(module.router)
 
     @app.middleware("http")

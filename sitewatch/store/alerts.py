@@ -5,12 +5,17 @@ codecs turn jsonb into dicts)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
+from typing import Any
 
 from sitewatch.alerts import Alert, Change
+from sitewatch.lifecycle import target_state
 from sitewatch.store import db
 
 EVALUATOR = "evaluator"
+# the human steps, for the evaluator (a closed alert is forgotten, a latched point reset)
+HUMAN_CHANNEL = "sitewatch_alert_steps"
 
 
 def _ts(ms: int | None) -> dt.datetime | None:
@@ -71,36 +76,129 @@ async def write_changes(conn: db.Conn, changes: Sequence[Change]) -> None:
         )
 
 
+def alert_from_row(r: Any) -> Alert:
+    """An alert as stored, from a row of `alerts` joined with its site's code and time zone."""
+    return Alert(
+        str(r["id"]),
+        r["site_id"],
+        r["site"],
+        r["timezone"],
+        r["source_type"],
+        r["source_code"],
+        r["rule"],
+        r["kind"],
+        r["severity"],
+        r["value"],
+        r["peak"],
+        r["message"],
+        _ms(r["raised_at"]) or 0,
+        _ms(r["due_at"]) or 0,
+        r["state"],
+        r["cleared"],
+        r["count"],
+        r["overdue"],
+        _ms(r["acknowledged_at"]),
+        _ms(r["handled_at"]),
+        _ms(r["closed_at"]),
+        r["details"],
+    )
+
+
+_SELECT = "SELECT a.*, s.code AS site, s.timezone FROM alerts a JOIN sites s ON s.id = a.site_id"
+
+
 async def open_alerts(conn: db.Conn) -> list[Alert]:
     """Every alert not closed yet, as the tracker holds them."""
+    return [alert_from_row(r) for r in await conn.fetch(f"{_SELECT} WHERE a.state <> 'closed'")]
+
+
+async def get(conn: db.Queryable, alert_id: str) -> Alert | None:
+    row = await conn.fetchrow(f"{_SELECT} WHERE a.id = $1::uuid", alert_id)
+    return None if row is None else alert_from_row(row)
+
+
+async def history(conn: db.Queryable, alert_id: str) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        "SELECT a.*, s.code AS site, s.timezone FROM alerts a JOIN sites s ON s.id = a.site_id"
-        " WHERE a.state <> 'closed'"
+        "SELECT at, action, actor, note, state_from, state_to, data FROM alert_history"
+        " WHERE alert_id = $1::uuid ORDER BY id",
+        alert_id,
     )
-    return [
-        Alert(
-            str(r["id"]),
-            r["site_id"],
-            r["site"],
-            r["timezone"],
-            r["source_type"],
-            r["source_code"],
-            r["rule"],
-            r["kind"],
-            r["severity"],
-            r["value"],
-            r["peak"],
-            r["message"],
-            int(r["raised_at"].timestamp() * 1000),
-            int(r["due_at"].timestamp() * 1000),
-            r["state"],
-            r["cleared"],
-            r["count"],
-            r["overdue"],
-            _ms(r["acknowledged_at"]),
-            _ms(r["handled_at"]),
-            _ms(r["closed_at"]),
-            r["details"],
+    return [dict(r) for r in rows]
+
+
+async def query(
+    conn: db.Queryable,
+    *,
+    sites: list[str] | None,
+    site: str | None,
+    state: str | None,
+    severity: int | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    overdue: bool | None,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[Alert]]:
+    """Alerts matching the filters, most severe and newest first; with the total count for paging."""
+    where = (
+        " WHERE ($1::text[] IS NULL OR s.code = ANY($1)) AND ($2::text IS NULL OR s.code = $2)"
+        " AND ($3::text IS NULL OR a.state = $3) AND ($4::int IS NULL OR a.severity = $4)"
+        " AND ($5::timestamptz IS NULL OR a.raised_at >= $5) AND ($6::timestamptz IS NULL OR a.raised_at < $6)"
+        " AND ($7::boolean IS NULL OR a.overdue = $7)"
+    )
+    args = (sites, site, state, severity, since, until, overdue)
+    total = await conn.fetchval(f"SELECT count(*) FROM alerts a JOIN sites s ON s.id = a.site_id{where}", *args)
+    rows = await conn.fetch(
+        f"{_SELECT}{where} ORDER BY a.severity DESC, a.raised_at DESC, a.id LIMIT $8 OFFSET $9", *args, limit, offset
+    )
+    return int(total), [alert_from_row(r) for r in rows]
+
+
+async def transition(conn: db.Conn, alert_id: str, action: str, by: str, note: str) -> Alert:
+    """Apply a human step with the row locked; raises TransitionError, or LookupError if absent."""
+    async with conn.transaction():
+        row = await conn.fetchrow(f"{_SELECT} WHERE a.id = $1::uuid FOR UPDATE OF a", alert_id)
+        if row is None:
+            raise LookupError(alert_id)
+        target = target_state(action, row["state"], by, note)
+        updated = await conn.fetchrow(
+            "UPDATE alerts SET state = $2,"
+            " acknowledged_at = CASE WHEN $3 IN ('acknowledge', 'handle') THEN coalesce(acknowledged_at, now())"
+            " ELSE acknowledged_at END,"
+            " handled_at = CASE WHEN $3 = 'handle' THEN now() ELSE handled_at END,"
+            " closed_at = CASE WHEN $3 = 'close' THEN now() ELSE closed_at END, updated_at = now()"
+            " WHERE id = $1::uuid RETURNING *",
+            alert_id,
+            target,
+            action,
         )
-        for r in rows
-    ]
+        assert updated is not None  # the row is locked: it cannot have gone
+        await conn.execute(
+            "INSERT INTO alert_history (alert_id, at, action, actor, note, state_from, state_to)"
+            " VALUES ($1::uuid, now(), $2, $3, $4, $5, $6)",
+            alert_id,
+            action,
+            by,
+            note,
+            row["state"],
+            target,
+        )
+        alert = alert_from_row({**dict(updated), "site": row["site"], "timezone": row["timezone"]})
+        await conn.execute(
+            "SELECT pg_notify($1, $2)",
+            HUMAN_CHANNEL,
+            json.dumps(
+                {
+                    "id": alert.id,
+                    "site_id": alert.site_id,
+                    "source_type": alert.source_type,
+                    "source_code": alert.source_code,
+                    "rule": alert.rule,
+                    "state": alert.state,
+                    "acknowledged_at": alert.acknowledged_at,
+                    "handled_at": alert.handled_at,
+                    "closed_at": alert.closed_at,
+                }
+            ),
+        )
+        return alert

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 
     Conn: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
     """A connection, whether opened directly or acquired from a pool."""
+    Queryable: TypeAlias = Conn | asyncpg.Pool[Any]
+    """Anything that runs a single query (a pool picks a connection for it)."""
 
 
 async def _init(conn: asyncpg.Connection[Any]) -> None:

@@ -1,0 +1,127 @@
+"""Alerts: queries, one alert with its history, and the human steps of the same-day loop."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel, Field
+
+from services.api.deps import Pool, Principal, visible_sites
+from services.api.timefmt import local, parse_time
+from sitewatch import auth
+from sitewatch.alerts import Alert
+from sitewatch.lifecycle import TransitionError
+from sitewatch.store import alerts as alert_store
+
+router = APIRouter(prefix="/api/v1", tags=["alerts"])
+
+
+class Step(BaseModel):
+    by: str = Field(min_length=1, max_length=200, description="who does this (name or seat)")
+    note: str = Field(default="", max_length=4000, description="required to handle: the disposition")
+
+
+async def _visible(pool: Any, principal: auth.Principal) -> list[str] | None:
+    sites = await visible_sites(pool, principal)
+    return None if sites is None else sorted(sites)
+
+
+async def _alert_for(pool: Any, principal: auth.Principal, alert_id: str) -> Alert:
+    """The alert if it exists and the caller may see it; 404 otherwise (no hint that it exists)."""
+    try:
+        uuid.UUID(alert_id)
+    except ValueError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} not found") from None
+    alert = await alert_store.get(pool, alert_id)
+    sites = await _visible(pool, principal)
+    if alert is None or (sites is not None and alert.site not in sites):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} not found")
+    return alert
+
+
+@router.get("/alerts")
+async def list_alerts(
+    pool: Pool,
+    principal: Principal,
+    site: str | None = None,
+    state: Literal["open", "acknowledged", "handled", "closed"] | None = None,
+    severity: Annotated[int | None, Query(ge=1, le=4)] = None,
+    since: Annotated[str | None, Query(description="raised at or after: RFC 3339 or epoch ms")] = None,
+    until: Annotated[str | None, Query(description="raised before: RFC 3339 or epoch ms")] = None,
+    overdue: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Alerts the caller may see, most severe and newest first, `limit` at a time from `offset`."""
+    total, alerts = await alert_store.query(
+        pool,
+        sites=await _visible(pool, principal),
+        site=site,
+        state=state,
+        severity=severity,
+        since=parse_time(since, "since") if since else None,
+        until=parse_time(until, "until") if until else None,
+        overdue=overdue,
+        limit=limit,
+        offset=offset,
+    )
+    return {"total": total, "limit": limit, "offset": offset, "alerts": [a.to_json() for a in alerts]}
+
+
+@router.get("/alerts/{alert_id}")
+async def get_alert(pool: Pool, principal: Principal, alert_id: str) -> dict[str, Any]:
+    """One alert with its full, append-only history."""
+    alert = await _alert_for(pool, principal, alert_id)
+    steps = await alert_store.history(pool, alert.id)
+    return {
+        **alert.to_json(),
+        "history": [
+            {
+                "at": local(h["at"], alert.timezone),
+                "action": h["action"],
+                "by": h["actor"],
+                "note": h["note"],
+                "from": h["state_from"],
+                "to": h["state_to"],
+                "data": h["data"],
+            }
+            for h in steps
+        ],
+    }
+
+
+async def _step(
+    request: Request, pool: Any, principal: auth.Principal, alert_id: str, action: str, body: Step
+) -> dict[str, Any]:
+    await _alert_for(pool, principal, alert_id)
+    try:
+        async with pool.acquire() as conn:
+            alert = await alert_store.transition(conn, alert_id, action, body.by, body.note)
+    except TransitionError as exc:
+        raise HTTPException(exc.status, exc.reason) from exc
+    out = {**alert.to_json(), "change": action}
+    publisher = request.app.state.publisher
+    if publisher is not None:
+        publisher.publish(f"sw/v1/{alert.site}/alerts", json.dumps(out, ensure_ascii=False).encode(), qos=1)
+    return out
+
+
+@router.post("/alerts/{alert_id}/acknowledge")
+async def acknowledge(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Step) -> dict[str, Any]:
+    """签收: open → acknowledged."""
+    return await _step(request, pool, principal, alert_id, "acknowledge", body)
+
+
+@router.post("/alerts/{alert_id}/handle")
+async def handle(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Step) -> dict[str, Any]:
+    """处置: → handled, with the disposition in `note` (required)."""
+    return await _step(request, pool, principal, alert_id, "handle", body)
+
+
+@router.post("/alerts/{alert_id}/close")
+async def close(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Step) -> dict[str, Any]:
+    """销号: handled → closed. Closing after the due time leaves the alert counted as late."""
+    return await _step(request, pool, principal, alert_id, "close", body)
