@@ -99,6 +99,11 @@ class Change:
     action: Action
     alert: Alert
     at_ms: int
+    body: dict[str, Any] = field(default_factory=dict)  # the alert object as of this change
+
+    @classmethod
+    def of(cls, action: Action, alert: Alert, at_ms: int) -> Change:
+        return cls(action, alert, at_ms, {**alert.to_json(), "change": action})
 
 
 def _peak(alert: Alert, value: float | None) -> float | None:
@@ -136,7 +141,7 @@ class AlertTracker:
                 return None
             alert.cleared = True
             alert.value = signal.value
-            return Change("clear", alert, signal.ts_ms)
+            return Change.of("clear", alert, signal.ts_ms)
         if alert is None:
             code, tz = self.sites.get(signal.site_id, (str(signal.site_id), "Asia/Shanghai"))
             alert = Alert(
@@ -157,7 +162,7 @@ class AlertTracker:
                 details=dict(signal.details or {}),
             )
             self.open[signal.key] = alert
-            return Change("raise", alert, signal.ts_ms)
+            return Change.of("raise", alert, signal.ts_ms)
         action: Action
         if alert.cleared:
             action = "retrigger"
@@ -176,4 +181,4 @@ class AlertTracker:
         alert.kind = signal.kind or alert.kind
         if signal.details:
             alert.details.update(signal.details)
-        return Change(action, alert, signal.ts_ms)
+        return Change.of(action, alert, signal.ts_ms)

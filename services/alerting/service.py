@@ -174,7 +174,7 @@ class AlertingService:
             if change is None:
                 continue
             alert = change.alert
-            body = json.dumps({**alert.to_json(), "change": change.action}, ensure_ascii=False).encode()
+            body = json.dumps(change.body, ensure_ascii=False).encode()
             self.session.publish(f"sw/v1/{alert.site}/alerts", body, qos=1)
             self._unstored.append(change)
             self.metrics.changes.labels(change.action, alert.rule).inc()

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
+from services.api.events import EventBell
 from services.api.metrics import API_METRICS
 from services.api.routers import alerts, catalog, dead_letters, health, readings
 from sitewatch import __version__
@@ -48,11 +49,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.pool = await db.create_pool(settings.dsn)
         app.state.publisher = await _publisher(settings)
+        app.state.bell = EventBell(settings.dsn)
+        await app.state.bell.start()
         API_METRICS.ready.set(1)
         try:
             yield
         finally:
             API_METRICS.ready.set(0)
+            await app.state.bell.stop()
             await app.state.publisher.stop()
             await app.state.pool.close()
 

@@ -16,6 +16,8 @@ from sitewatch.store import db
 EVALUATOR = "evaluator"
 # the human steps, for the evaluator (a closed alert is forgotten, a latched point reset)
 HUMAN_CHANNEL = "sitewatch_alert_steps"
+# a new row in alert_events, for the SSE streams
+EVENTS_CHANNEL = "sitewatch_alert_events"
 
 
 def _ts(ms: int | None) -> dt.datetime | None:
@@ -61,6 +63,11 @@ async def write_changes(conn: db.Conn, changes: Sequence[Change]) -> None:
                 for a in latest.values()
             ],
         )
+        await conn.executemany(
+            "INSERT INTO alert_events (site_id, alert_id, body) VALUES ($1, $2, $3)",
+            [(c.alert.site_id, c.alert.id, c.body) for c in changes],
+        )
+        await conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
         await conn.executemany(
             "INSERT INTO alert_history (alert_id, at, action, actor, data) VALUES ($1, $2, $3, $4, $5)",
             [
@@ -154,6 +161,19 @@ async def query(
     return int(total), [alert_from_row(r) for r in rows]
 
 
+async def events_after(conn: db.Queryable, last_id: int, sites: list[str] | None, limit: int = 500) -> list[Any]:
+    """Alert events newer than `last_id` at the given sites (None: all), oldest first."""
+    return list(
+        await conn.fetch(
+            "SELECT e.id, e.body FROM alert_events e JOIN sites s ON s.id = e.site_id"
+            " WHERE e.id > $1 AND ($2::text[] IS NULL OR s.code = ANY($2)) ORDER BY e.id LIMIT $3",
+            last_id,
+            sites,
+            limit,
+        )
+    )
+
+
 async def transition(conn: db.Conn, alert_id: str, action: str, by: str, note: str) -> Alert:
     """Apply a human step with the row locked; raises TransitionError, or LookupError if absent."""
     async with conn.transaction():
@@ -184,6 +204,13 @@ async def transition(conn: db.Conn, alert_id: str, action: str, by: str, note: s
             target,
         )
         alert = alert_from_row({**dict(updated), "site": row["site"], "timezone": row["timezone"]})
+        await conn.execute(
+            "INSERT INTO alert_events (site_id, alert_id, body) VALUES ($1, $2::uuid, $3)",
+            alert.site_id,
+            alert.id,
+            {**alert.to_json(), "change": action},
+        )
+        await conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
         await conn.execute(
             "SELECT pg_notify($1, $2)",
             HUMAN_CHANNEL,

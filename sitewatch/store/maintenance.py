@@ -17,5 +17,5 @@ async def run(conn: asyncpg.Connection[Any], *, native: bool, retention_days: in
     """
     if native:
         await partitions.maintain(conn, retention_days=retention_days)
-    for table, column in (("ingest_messages", "received_at"), ("dead_letters", "received_at")):
+    for table, column in (("ingest_messages", "received_at"), ("dead_letters", "received_at"), ("alert_events", "at")):
         await conn.execute(f"DELETE FROM {table} WHERE {column} < now() - make_interval(days => $1)", retention_days)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from services.api.deps import Pool, Principal, visible_sites
@@ -69,6 +71,45 @@ async def list_alerts(
         offset=offset,
     )
     return {"total": total, "limit": limit, "offset": offset, "alerts": [a.to_json() for a in alerts]}
+
+
+KEEPALIVE_S = 15.0
+
+
+@router.get(
+    "/alerts/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "one SSE event per alert change"}},
+)
+async def stream(
+    request: Request,
+    pool: Pool,
+    principal: Principal,
+    last_event_id: Annotated[str | None, Header(description="resume after this event id")] = None,
+    after: Annotated[int | None, Query(description="resume after this event id (for clients without headers)")] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: every alert change, as on MQTT. Each event's `id` is its position in the
+    alert event log: a client that reconnects with `Last-Event-ID` gets exactly what it missed."""
+    sites = await _visible(pool, principal)
+    resume = after if after is not None else (int(last_event_id) if last_event_id and last_event_id.isdigit() else None)
+    start = resume if resume is not None else int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM alert_events"))
+    bell = request.app.state.bell
+
+    async def events() -> AsyncIterator[str]:
+        last = start
+        yield "retry: 2000\n\n"
+        while not await request.is_disconnected():
+            rows = await alert_store.events_after(pool, last, sites)
+            for row in rows:
+                last = row["id"]
+                yield f"id: {last}\nevent: alert\ndata: {json.dumps(row['body'], ensure_ascii=False)}\n\n"
+            if not rows:
+                await bell.wait(KEEPALIVE_S)
+                yield ": keepalive\n\n"
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 @router.get("/alerts/{alert_id}")
