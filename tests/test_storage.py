@@ -16,17 +16,25 @@ from sitewatch.store.writer import Batch, Writer
 from tests.conftest import StackHandle, unique
 
 
-async def fresh_database(stack: StackHandle) -> AsyncIterator[asyncpg.Connection[Any]]:
+async def fresh_dsn(stack: StackHandle) -> AsyncIterator[str]:
+    """The DSN of a new, empty database in the test cluster, dropped afterwards."""
     name = unique("db").replace("-", "_")
     admin = await asyncpg.connect(stack.dsn)
     await admin.execute(f"CREATE DATABASE {name}")
-    conn = await asyncpg.connect(stack.dsn.rsplit("/", 1)[0] + f"/{name}")
     try:
-        yield conn
+        yield stack.dsn.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        await conn.close()
-        await admin.execute(f"DROP DATABASE {name}")
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
         await admin.close()
+
+
+async def fresh_database(stack: StackHandle) -> AsyncIterator[asyncpg.Connection[Any]]:
+    async for dsn in fresh_dsn(stack):
+        conn = await asyncpg.connect(dsn)
+        try:
+            yield conn
+        finally:
+            await conn.close()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import numpy as np
 
 from services.alerting.metrics import AlertingMetrics
 from sitewatch import protocol
-from sitewatch.alerts import AlertTracker, Change
+from sitewatch.alerts import Alert, AlertTracker, Change
 from sitewatch.mqtt import Delivery, MqttSession
 from sitewatch.rules.base import PositionEvent, RuleCatalog, Signal
 from sitewatch.rules.engine import Evaluator, default_families
@@ -39,6 +39,7 @@ BATCH_MAX_READINGS = 50_000
 CHECKPOINT_KEY = "alerting_checkpoint_ms"
 REPLAY_HOURS = 24
 CATALOG_RELOAD_MIN_S = 0.5
+DEADLINES_S = 1.0  # how often the same-day clock looks for alerts coming due
 
 
 def now_ms() -> int:
@@ -68,6 +69,7 @@ class AlertingService:
         self._catalog_conn: asyncpg.Connection[Any] | None = None
         self._store_conn: asyncpg.Connection[Any] | None = None
         self._reloaded_at = 0.0
+        self._deadlines_at = 0.0
         self._reload = asyncio.Event()
 
     # -- catalog and state ----------------------------------------------------------------------
@@ -275,6 +277,11 @@ class AlertingService:
                     self._store_conn = await db.connect(self.settings.dsn)
                 conn = self._store_conn
                 await alert_store.write_changes(conn, changes)
+                if time.monotonic() - self._deadlines_at >= DEADLINES_S:
+                    self._deadlines_at = time.monotonic()
+                    self._announce(
+                        await alert_store.deadlines(conn, unacknowledged_red_s=self.settings.red_escalation_s)
+                    )
                 await conn.execute(
                     "INSERT INTO storage_info (key, value) VALUES ($1, $2)"
                     " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
@@ -295,6 +302,16 @@ class AlertingService:
                     by_severity[alert.severity - 1] += 1
             for severity, count in enumerate(by_severity, start=1):
                 self.metrics.open_alerts.labels(str(severity)).set(count)
+
+    def _announce(self, steps: list[tuple[str, Alert]]) -> None:
+        """Push deadline steps (overdue, escalation) and keep the tracker's copies in step."""
+        for change, alert in steps:
+            body = json.dumps({**alert.to_json(), "change": change}, ensure_ascii=False).encode()
+            self.session.publish(f"sw/v1/{alert.site}/alerts", body, qos=1)
+            tracked = self.tracker.open.get(alert.key)
+            if tracked is not None and tracked.id == alert.id:
+                tracked.overdue = alert.overdue
+                tracked.details = alert.details
 
     async def run(self) -> None:
         self.metrics.serve(self.settings.port)

@@ -174,6 +174,57 @@ async def events_after(conn: db.Queryable, last_id: int, sites: list[str] | None
     )
 
 
+async def _escalate(conn: db.Conn, rows: list[Any], change: str, level: int, why: str) -> list[tuple[str, Alert]]:
+    """Record and announce a deadline step for `rows` (already updated): history, event, NOTIFY."""
+    alerts = []
+    for r in rows:
+        recipients = (r["escalation"] or {}).get(str(level), [])
+        escalation = {"level": level, "to": recipients, "why": why}
+        details = {**r["details"], "escalation": escalation}
+        await conn.execute("UPDATE alerts SET details = $2 WHERE id = $1", r["id"], details)
+        alert = alert_from_row({**dict(r), "details": details})
+        await conn.executemany(
+            "INSERT INTO alert_history (alert_id, at, action, actor, note, data) VALUES ($1, now(), $2, $3, $4, $5)",
+            [(r["id"], change, "scheduler", why, {}), (r["id"], "escalate", "scheduler", why, escalation)],
+        )
+        await conn.execute(
+            "INSERT INTO alert_events (site_id, alert_id, body) VALUES ($1, $2, $3)",
+            alert.site_id,
+            alert.id,
+            {**alert.to_json(), "change": change},
+        )
+        alerts.append((change, alert))
+    if alerts:
+        await conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
+    return alerts
+
+
+_DEADLINE_RETURNING = (
+    " RETURNING a.*, s.code AS site, s.timezone, (SELECT e.extra -> 'escalation' FROM enterprises e"
+    " WHERE e.code = s.enterprise) AS escalation"
+)
+
+
+async def deadlines(conn: db.Conn, *, unacknowledged_red_s: float) -> list[tuple[str, Alert]]:
+    """The same-day rule's clock, run every second: alerts past their due time become overdue (a
+    fact that never un-happens) and escalate to level 2, the enterprise's safety director; a red
+    alert nobody acknowledged within `unacknowledged_red_s` escalates too. Returns (change, alert)."""
+    async with conn.transaction():
+        overdue = await conn.fetch(
+            "UPDATE alerts a SET overdue = true, updated_at = now() FROM sites s WHERE s.id = a.site_id"
+            " AND NOT a.overdue AND a.state <> 'closed' AND a.due_at <= now()" + _DEADLINE_RETURNING
+        )
+        changed = await _escalate(conn, list(overdue), "overdue", 2, "not closed by the end of the day")
+        red = await conn.fetch(
+            "UPDATE alerts a SET updated_at = now() FROM sites s WHERE s.id = a.site_id AND a.severity = 4"
+            " AND a.state = 'open' AND NOT a.details ? 'escalation'"
+            " AND a.raised_at <= now() - make_interval(secs => $1)" + _DEADLINE_RETURNING,
+            unacknowledged_red_s,
+        )
+        changed += await _escalate(conn, list(red), "escalate", 2, "red alert not acknowledged in time")
+    return changed
+
+
 async def transition(conn: db.Conn, alert_id: str, action: str, by: str, note: str) -> Alert:
     """Apply a human step with the row locked; raises TransitionError, or LookupError if absent."""
     async with conn.transaction():

@@ -8,3 +8,7 @@ CREATE TABLE alert_events (
     body     jsonb NOT NULL
 );
 CREATE INDEX alert_events_site ON alert_events (site_id, id);
+
+-- The same-day clock looks for alerts coming due and red alerts nobody acknowledged, every second.
+CREATE INDEX alerts_coming_due ON alerts (due_at) WHERE NOT overdue AND state <> 'closed';
+CREATE INDEX alerts_open_red ON alerts (raised_at) WHERE severity = 4 AND state = 'open';
