@@ -26,11 +26,13 @@ catalog_app = typer.Typer(help="Enterprises, sites, gateways, zones, points and 
 token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 broker_app = typer.Typer(help="A deployment's MQTT broker.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports on the alert store.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 app.add_typer(broker_app, name="broker")
+app.add_typer(report_app, name="report")
 
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="SITEWATCH_DATA_DIR", help="Where the local stack lives.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -208,3 +210,39 @@ def broker_init(
     asyncio.run(write())
     (directory / "mosquitto.conf").write_text(broker_auth.broker_config(directory, port, user=user, host=host))
     typer.echo(f"wrote {directory / 'mosquitto.conf'}, passwd and acl")
+
+
+@report_app.command("daily")
+def report_daily(
+    date: Annotated[str | None, typer.Option(help="YYYY-MM-DD (each site's local date); default today")] = None,
+    site: Annotated[str | None, typer.Option(help="One site only.")] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV instead of a table.")] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Alerts raised that day per site: closed on time, closed late, open, overdue, time to act."""
+    status = _running_stack(data_dir)
+    params = {k: v for k, v in {"date": date, "site": site, "format": "csv" if as_csv else "json"}.items() if v}
+    r = httpx.get(
+        f"{status['api']}/api/v1/reports/daily",
+        params=params,
+        headers={"Authorization": f"Bearer {status['token']}"},
+        timeout=60,
+    )
+    if r.status_code != 200:
+        raise _fail(f"{r.status_code}: {r.json().get('detail', r.text)}")
+    if as_csv:
+        typer.echo(r.text, nl=False)
+        return
+    report = r.json()
+    head = (
+        f"{'site':<16}{'raised':>8}{'on time':>9}{'late':>6}{'open':>6}{'overdue':>9}{'ack p90':>10}{'close p90':>11}"
+    )
+    typer.echo(f"Daily report {report['date']}")
+    typer.echo(head)
+    for row in [*report["sites"], {"site": "TOTAL", **report["total"]}]:
+        ack = "-" if row["ack_p90_s"] is None else f"{row['ack_p90_s']:.0f}s"
+        close = "-" if row["close_p90_s"] is None else f"{row['close_p90_s']:.0f}s"
+        typer.echo(
+            f"{row['site']:<16}{row['raised']:>8}{row['closed_on_time']:>9}{row['closed_late']:>6}"
+            f"{row['open']:>6}{row['overdue']:>9}{ack:>10}{close:>11}"
+        )

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 
 from services.api.events import EventBell
 from services.api.metrics import API_METRICS
-from services.api.routers import alerts, catalog, dead_letters, health, readings
+from services.api.routers import alerts, catalog, dead_letters, health, readings, reports
 from sitewatch import __version__
 from sitewatch.mqtt import MqttSession
 from sitewatch.settings import Settings
@@ -61,7 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.pool.close()
 
     app = FastAPI(title="Sitewatch", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    for module in (health, catalog, readings, dead_letters, alerts):
+    for module in (health, catalog, readings, dead_letters, alerts, reports):
         app.include_router(module.router)
 
     @app.middleware("http")

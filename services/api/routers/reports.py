@@ -1,0 +1,49 @@
+"""Reports: the daily same-day figures, as JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+
+from services.api.deps import Pool, Principal, visible_sites
+from sitewatch.store import reports
+
+router = APIRouter(prefix="/api/v1", tags=["reports"])
+
+
+@router.get("/reports/daily", responses={200: {"content": {"text/csv": {}}}})
+async def daily(
+    pool: Pool,
+    principal: Principal,
+    date: Annotated[
+        str | None, Query(description="YYYY-MM-DD, each site's local date; default today in Asia/Shanghai")
+    ] = None,
+    site: str | None = None,
+    format: Literal["json", "csv"] = "json",
+) -> Any:
+    """Per site and enterprise: alerts raised that local day, closed on time, closed late, still
+    open, overdue; mean and p90 seconds to acknowledge and to close."""
+    try:
+        day = dt.date.fromisoformat(date) if date else dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"date: expected YYYY-MM-DD, got {date!r}") from exc
+    visible = await visible_sites(pool, principal)
+    report = await reports.daily(pool, day, sites=None if visible is None else sorted(visible), site=site)
+    if format == "json":
+        return report
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=["date", "site", "enterprise", *reports.FIGURES])
+    writer.writeheader()
+    for row in report["sites"]:
+        writer.writerow({"date": report["date"], **row})
+    for row in report["enterprises"]:
+        writer.writerow({"date": report["date"], "site": "", **row})
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="daily-{report["date"]}.csv"'},
+    )

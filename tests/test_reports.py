@@ -1,0 +1,64 @@
+"""GET /api/v1/reports/daily and `sitewatch report daily`: the same-day figures per site and enterprise."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import time
+from zoneinfo import ZoneInfo
+
+from tests.conftest import AlertListener, StackHandle, site_catalog, unique
+
+
+def test_daily_report_counts_and_times_per_site_and_enterprise(stack: StackHandle) -> None:
+    enterprise = unique("ENT-REP")
+    site = unique("REP")
+    doc = site_catalog(site, enterprise=enterprise, points=2)
+    for point in doc["points"]:
+        point.update(period_s=3600, rules=[{"rule": "threshold", "above": [50]}])
+    assert stack.load_catalog(doc).status_code == 200
+    listener = AlertListener(stack, site)
+    gw = stack.gateway(site, "GW-1", "gw-secret-1")
+    t = int(time.time() * 1000)
+    gw.flush([gw.telemetry([{"point": "P0", "ts": t, "value": 60.0}, {"point": "P1", "ts": t, "value": 70.0}])])
+    gw.close()
+    alerts = listener.wait(lambda m: len(m) >= 2)
+    listener.close()
+    first = next(a for a in alerts if a["source"]["code"] == "P0")
+    with stack.http() as c:
+        for _ in range(50):
+            if c.get(f"/api/v1/alerts/{first['id']}").status_code == 200:
+                break
+            time.sleep(0.1)
+        url = f"/api/v1/alerts/{first['id']}"
+        assert c.post(f"{url}/acknowledge", json={"by": "a"}).status_code == 200
+        assert c.post(f"{url}/handle", json={"by": "a", "note": "fixed"}).status_code == 200
+        assert c.post(f"{url}/close", json={"by": "a"}).status_code == 200
+        today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+        report = c.get("/api/v1/reports/daily", params={"date": today, "site": site}).json()
+        assert report["date"] == today
+        row = report["sites"][0]
+        assert (row["site"], row["raised"], row["closed_on_time"], row["closed_late"], row["open"], row["overdue"]) == (
+            site,
+            2,
+            1,
+            0,
+            1,
+            0,
+        )
+        assert row["ack_mean_s"] is not None and row["close_p90_s"] is not None
+        assert report["enterprises"][0]["enterprise"] == enterprise and report["total"]["raised"] == 2
+        csv_rows = list(
+            csv.DictReader(
+                io.StringIO(c.get("/api/v1/reports/daily", params={"date": today, "site": site, "format": "csv"}).text)
+            )
+        )
+        assert csv_rows[0]["site"] == site and csv_rows[0]["raised"] == "2"
+        assert c.get("/api/v1/reports/daily", params={"date": "yesterday"}).status_code == 422
+    assert stack.load_catalog(site_catalog(unique("OTHER"), enterprise="ENT-REP-OTHER")).status_code == 200
+    other = stack.token_for("enterprise", "--enterprise", "ENT-REP-OTHER")
+    with stack.http(other) as c:
+        assert all(r["site"] != site for r in c.get("/api/v1/reports/daily").json()["sites"])
+    out = stack.cli("report", "daily", "--date", today, "--site", site).stdout
+    assert site in out and "TOTAL" in out
