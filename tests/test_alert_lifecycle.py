@@ -51,6 +51,7 @@ def test_acknowledge_handle_close_with_history_and_pushes(stack: StackHandle) ->
         again = c.post(f"{url}/close", json={"by": "李值班"})
         assert again.status_code == 409 and "already closed" in again.json()["detail"]
         detail = c.get(url).json()
+        assert [r["value"] for r in detail["readings"]] == [70.0]  # the source's readings around the raise
         assert [(h["action"], h["by"]) for h in detail["history"]] == [
             ("raise", "evaluator"),
             ("acknowledge", "张调度"),

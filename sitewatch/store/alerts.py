@@ -133,6 +133,25 @@ async def history(conn: db.Queryable, alert_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+async def readings_around(conn: db.Queryable, alert: Alert, *, window_s: int, limit: int = 5000) -> list[Any]:
+    """The readings of a point alert's source within `window_s` either side of the raise."""
+    if alert.source_type != "point":
+        return []
+    raised = _ts(alert.raised_at)
+    return list(
+        await conn.fetch(
+            "SELECT r.ts, r.value, r.quality FROM readings r JOIN points p ON p.id = r.point_id"
+            " WHERE p.site_id = $1 AND p.code = $2 AND r.ts >= $3::timestamptz - make_interval(secs => $4::float8)"
+            " AND r.ts <= $3::timestamptz + make_interval(secs => $4::float8) ORDER BY r.ts LIMIT $5",
+            alert.site_id,
+            alert.source_code,
+            raised,
+            window_s,
+            limit,
+        )
+    )
+
+
 async def query(
     conn: db.Queryable,
     *,

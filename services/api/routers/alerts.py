@@ -74,6 +74,8 @@ async def list_alerts(
 
 
 KEEPALIVE_S = 15.0
+AROUND_S = 600  # the readings of a point alert's source shown around its raise, each side
+QUALITY = ("good", "uncertain", "bad")
 
 
 @router.get(
@@ -114,11 +116,17 @@ async def stream(
 
 @router.get("/alerts/{alert_id}")
 async def get_alert(pool: Pool, principal: Principal, alert_id: str) -> dict[str, Any]:
-    """One alert with its full, append-only history."""
+    """One alert with its full, append-only history and, for a point's alert, its readings from
+    10 minutes before to 10 minutes after the raise."""
     alert = await _alert_for(pool, principal, alert_id)
     steps = await alert_store.history(pool, alert.id)
+    around = await alert_store.readings_around(pool, alert, window_s=AROUND_S)
     return {
         **alert.to_json(),
+        "readings": [
+            {"ts": local(r["ts"], alert.timezone), "value": r["value"], "quality": QUALITY[r["quality"]]}
+            for r in around
+        ],
         "history": [
             {
                 "at": local(h["at"], alert.timezone),
