@@ -30,6 +30,7 @@ class Settings:
     max_future_s: int
     late_window_s: int
     red_escalation_s: int
+    regulator_escalation_s: int
     broker_dir: Path
     broker_pid: int | None
     service_urls: dict[str, str]
@@ -58,6 +59,7 @@ class Settings:
             max_future_s=int(_env("MAX_FUTURE_S", "3600")),
             late_window_s=int(_env("LATE_WINDOW_S", "600")),
             red_escalation_s=int(_env("RED_ESCALATION_S", "900")),
+            regulator_escalation_s=int(_env("REGULATOR_ESCALATION_S", str(8 * 3600))),
             broker_dir=Path(_env("BROKER_DIR", str(data_dir / "mosquitto"))),
             broker_pid=int(broker_pid) if broker_pid else None,
             service_urls=urls,

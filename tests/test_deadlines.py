@@ -80,7 +80,7 @@ async def test_overdue_and_red_escalation_in_the_store(fresh: asyncpg.Connection
     due_soon = await insert_alert(fresh, severity=2, raised=NOW, due=LONG_AGO)
     later = await insert_alert(fresh, severity=2, raised=LONG_AGO, due=FAR_AHEAD)
     red = await insert_alert(fresh, severity=4, raised=LONG_AGO, due=FAR_AHEAD)
-    steps = await alert_store.deadlines(fresh, unacknowledged_red_s=900)
+    steps = await alert_store.deadlines(fresh, unacknowledged_red_s=900, regulator_after_s=9e9)
     assert sorted((c, a.id) for c, a in steps) == sorted([("overdue", due_soon), ("escalate", red)])
     overdue = next(a for c, a in steps if c == "overdue")
     assert overdue.overdue and overdue.details["escalation"] == {
@@ -88,11 +88,15 @@ async def test_overdue_and_red_escalation_in_the_store(fresh: asyncpg.Connection
         "to": ["安全总监 王五"],
         "why": "not closed by the end of the day",
     }
-    assert await alert_store.deadlines(fresh, unacknowledged_red_s=900) == []  # each happens once
+    assert await alert_store.deadlines(fresh, unacknowledged_red_s=900, regulator_after_s=9e9) == []  # once
+    regulator = await alert_store.deadlines(fresh, unacknowledged_red_s=900, regulator_after_s=3600)
+    assert [(c, a.id, a.details["escalation"]["level"]) for c, a in regulator] == [("escalate", due_soon, 3)]
+    assert regulator[0][1].details["escalation"]["to"] == ["应急管理局"]
+    assert await alert_store.deadlines(fresh, unacknowledged_red_s=900, regulator_after_s=3600) == []
     untouched = await alert_store.get(fresh, later)
     assert untouched is not None and not untouched.overdue
     history = [h["action"] for h in await alert_store.history(fresh, due_soon)]
-    assert history == ["overdue", "escalate"]
+    assert history == ["overdue", "escalate", "escalate"]
 
 
 def test_an_alert_not_closed_by_midnight_becomes_overdue_then_and_stays_late(stack: StackHandle) -> None:

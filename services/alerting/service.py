@@ -280,7 +280,11 @@ class AlertingService:
                 if time.monotonic() - self._deadlines_at >= DEADLINES_S:
                     self._deadlines_at = time.monotonic()
                     self._announce(
-                        await alert_store.deadlines(conn, unacknowledged_red_s=self.settings.red_escalation_s)
+                        await alert_store.deadlines(
+                            conn,
+                            unacknowledged_red_s=self.settings.red_escalation_s,
+                            regulator_after_s=self.settings.regulator_escalation_s,
+                        )
                     )
                 await conn.execute(
                     "INSERT INTO storage_info (key, value) VALUES ($1, $2)"

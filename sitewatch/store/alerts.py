@@ -204,7 +204,10 @@ async def _escalate(conn: db.Conn, rows: list[Any], change: str, level: int, why
         alert = alert_from_row({**dict(r), "details": details})
         await conn.executemany(
             "INSERT INTO alert_history (alert_id, at, action, actor, note, data) VALUES ($1, now(), $2, $3, $4, $5)",
-            [(r["id"], change, "scheduler", why, {}), (r["id"], "escalate", "scheduler", why, escalation)],
+            [
+                *([(r["id"], change, "scheduler", why, {})] if change != "escalate" else []),
+                (r["id"], "escalate", "scheduler", why, escalation),
+            ],
         )
         await conn.execute(
             "INSERT INTO alert_events (site_id, alert_id, body) VALUES ($1, $2, $3)",
@@ -224,10 +227,11 @@ _DEADLINE_RETURNING = (
 )
 
 
-async def deadlines(conn: db.Conn, *, unacknowledged_red_s: float) -> list[tuple[str, Alert]]:
+async def deadlines(conn: db.Conn, *, unacknowledged_red_s: float, regulator_after_s: float) -> list[tuple[str, Alert]]:
     """The same-day rule's clock, run every second: alerts past their due time become overdue (a
     fact that never un-happens) and escalate to level 2, the enterprise's safety director; a red
-    alert nobody acknowledged within `unacknowledged_red_s` escalates too. Returns (change, alert)."""
+    alert nobody acknowledged within `unacknowledged_red_s` escalates too, and an overdue alert still
+    open `regulator_after_s` after its due time goes to level 3, the regulator. Returns (change, alert)."""
     async with conn.transaction():
         overdue = await conn.fetch(
             "UPDATE alerts a SET overdue = true, updated_at = now() FROM sites s WHERE s.id = a.site_id"
@@ -241,6 +245,14 @@ async def deadlines(conn: db.Conn, *, unacknowledged_red_s: float) -> list[tuple
             unacknowledged_red_s,
         )
         changed += await _escalate(conn, list(red), "escalate", 2, "red alert not acknowledged in time")
+        stale = await conn.fetch(
+            "UPDATE alerts a SET updated_at = now() FROM sites s WHERE s.id = a.site_id AND a.overdue"
+            " AND a.state <> 'closed' AND a.due_at <= now() - make_interval(secs => $1::float8)"
+            " AND coalesce((a.details -> 'escalation' ->> 'level')::int, 0) < 3" + _DEADLINE_RETURNING,
+            regulator_after_s,
+        )
+        why = f"still not closed {regulator_after_s / 3600:g} h after the end of its day"
+        changed += await _escalate(conn, list(stale), "escalate", 3, why)
     return changed
 
 
