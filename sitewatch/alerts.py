@@ -63,6 +63,7 @@ class Alert:
     handled_at: int | None = None
     closed_at: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    shelved_until: int | None = None
 
     @property
     def key(self) -> Key:
@@ -91,6 +92,8 @@ class Alert:
             "acknowledged_at": iso(self.acknowledged_at, tz),
             "handled_at": iso(self.handled_at, tz),
             "closed_at": iso(self.closed_at, tz),
+            "shelved": self.shelved_until is not None,
+            "shelved_until": iso(self.shelved_until, tz),
         }
 
 

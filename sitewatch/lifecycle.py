@@ -41,3 +41,19 @@ def target_state(action: str, state: str, by: str, note: str) -> str:
             raise TransitionError(409, f"the alert is {state}: handle it (with a disposition) before closing")
         raise TransitionError(409, f"the alert is already {state}")
     return target
+
+
+NEVER_SHELVED_RULES = frozenset({"sos", "headcount"})
+
+
+def check_shelve(rule: str, severity: int, state: str, by: str, reason: str) -> None:
+    """Whether an alert may be shelved: never SOS, headcount or red alerts, never a closed one, and
+    always with who and why."""
+    if not by.strip():
+        raise TransitionError(422, "'by' is required: who shelves it")
+    if not reason.strip():
+        raise TransitionError(422, "shelving needs a reason: 'note' is required")
+    if rule in NEVER_SHELVED_RULES or severity >= 4:
+        raise TransitionError(409, f"{rule} alerts and red alerts can never be shelved")
+    if state == "closed":
+        raise TransitionError(409, "the alert is already closed")

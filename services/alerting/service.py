@@ -101,6 +101,7 @@ class AlertingService:
         if step["state"] != "closed":
             alert.state = step["state"]
             alert.acknowledged_at, alert.handled_at = step["acknowledged_at"], step["handled_at"]
+            alert.shelved_until = step["shelved_until"]
             return
         self.tracker.forget(key)
         point = self.evaluator.catalog.point_ids.get((step["site_id"], step["source_code"]))

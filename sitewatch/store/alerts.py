@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sitewatch.alerts import Alert, Change
-from sitewatch.lifecycle import target_state
+from sitewatch.lifecycle import TransitionError, check_shelve, target_state
 from sitewatch.store import db
 
 EVALUATOR = "evaluator"
@@ -108,6 +108,7 @@ def alert_from_row(r: Any) -> Alert:
         _ms(r["handled_at"]),
         _ms(r["closed_at"]),
         r["details"],
+        _ms(r["shelved_until"]),
     )
 
 
@@ -253,7 +254,91 @@ async def deadlines(conn: db.Conn, *, unacknowledged_red_s: float, regulator_aft
         )
         why = f"still not closed {regulator_after_s / 3600:g} h after the end of its day"
         changed += await _escalate(conn, list(stale), "escalate", 3, why)
+        expired = await conn.fetch(
+            "UPDATE alerts a SET shelved_until = NULL, updated_at = now() FROM sites s WHERE s.id = a.site_id"
+            " AND a.shelved_until <= now()" + _DEADLINE_RETURNING
+        )
+        for row in expired:
+            alert = alert_from_row(row)
+            await _record_step(conn, alert, "unshelve", "scheduler", "shelving expired", {})
+            changed.append(("unshelve", alert))
     return changed
+
+
+async def _record_step(
+    conn: db.Conn, alert: Alert, action: str, by: str, note: str, data: dict[str, Any], *, state_from: str | None = None
+) -> None:
+    """History, event log and the evaluator's notification of one step on `alert`."""
+    await conn.execute(
+        "INSERT INTO alert_history (alert_id, at, action, actor, note, state_from, state_to, data)"
+        " VALUES ($1::uuid, now(), $2, $3, $4, $5, $6, $7)",
+        alert.id,
+        action,
+        by,
+        note,
+        state_from or alert.state,
+        alert.state,
+        data,
+    )
+    await conn.execute(
+        "INSERT INTO alert_events (site_id, alert_id, body) VALUES ($1, $2::uuid, $3)",
+        alert.site_id,
+        alert.id,
+        {**alert.to_json(), "change": action},
+    )
+    await conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
+    await conn.execute("SELECT pg_notify($1, $2)", HUMAN_CHANNEL, json.dumps(_step_payload(alert)))
+
+
+def _step_payload(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "site_id": alert.site_id,
+        "source_type": alert.source_type,
+        "source_code": alert.source_code,
+        "rule": alert.rule,
+        "state": alert.state,
+        "acknowledged_at": alert.acknowledged_at,
+        "handled_at": alert.handled_at,
+        "closed_at": alert.closed_at,
+        "shelved_until": alert.shelved_until,
+    }
+
+
+async def shelve(
+    conn: db.Conn, alert_id: str, by: str, reason: str, until: dt.datetime | None, max_hours_default: float
+) -> Alert:
+    """Shelve for a stated reason until `until`, at most (and by default) the site's shift length."""
+    async with conn.transaction():
+        row = await conn.fetchrow(f"{_SELECT} WHERE a.id = $1::uuid FOR UPDATE OF a", alert_id)
+        if row is None:
+            raise LookupError(alert_id)
+        check_shelve(row["rule"], row["severity"], row["state"], by, reason)
+        hours = float(
+            (await conn.fetchval("SELECT extra ->> 'shift_hours' FROM sites WHERE id = $1", row["site_id"]))
+            or max_hours_default
+        )
+        latest = dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)
+        bounded = min(until, latest) if until is not None else latest
+        await conn.execute(
+            "UPDATE alerts SET shelved_until = $2, updated_at = now() WHERE id = $1::uuid", alert_id, bounded
+        )
+        alert = alert_from_row({**dict(row), "shelved_until": bounded})
+        await _record_step(conn, alert, "shelve", by, reason, {"until": bounded.isoformat()})
+        return alert
+
+
+async def unshelve(conn: db.Conn, alert_id: str, by: str) -> Alert:
+    async with conn.transaction():
+        row = await conn.fetchrow(f"{_SELECT} WHERE a.id = $1::uuid FOR UPDATE OF a", alert_id)
+        if row is None:
+            raise LookupError(alert_id)
+        if row["shelved_until"] is None:
+            raise TransitionError(409, "the alert is not shelved")
+        await conn.execute("UPDATE alerts SET shelved_until = NULL, updated_at = now() WHERE id = $1::uuid", alert_id)
+        alert = alert_from_row({**dict(row), "shelved_until": None})
+        await _record_step(conn, alert, "unshelve", by, "", {})
+        return alert
 
 
 async def transition(conn: db.Conn, alert_id: str, action: str, by: str, note: str) -> Alert:
@@ -275,39 +360,6 @@ async def transition(conn: db.Conn, alert_id: str, action: str, by: str, note: s
             action,
         )
         assert updated is not None  # the row is locked: it cannot have gone
-        await conn.execute(
-            "INSERT INTO alert_history (alert_id, at, action, actor, note, state_from, state_to)"
-            " VALUES ($1::uuid, now(), $2, $3, $4, $5, $6)",
-            alert_id,
-            action,
-            by,
-            note,
-            row["state"],
-            target,
-        )
         alert = alert_from_row({**dict(updated), "site": row["site"], "timezone": row["timezone"]})
-        await conn.execute(
-            "INSERT INTO alert_events (site_id, alert_id, body) VALUES ($1, $2::uuid, $3)",
-            alert.site_id,
-            alert.id,
-            {**alert.to_json(), "change": action},
-        )
-        await conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
-        await conn.execute(
-            "SELECT pg_notify($1, $2)",
-            HUMAN_CHANNEL,
-            json.dumps(
-                {
-                    "id": alert.id,
-                    "site_id": alert.site_id,
-                    "source_type": alert.source_type,
-                    "source_code": alert.source_code,
-                    "rule": alert.rule,
-                    "state": alert.state,
-                    "acknowledged_at": alert.acknowledged_at,
-                    "handled_at": alert.handled_at,
-                    "closed_at": alert.closed_at,
-                }
-            ),
-        )
+        await _record_step(conn, alert, action, by, note, {}, state_from=row["state"])
         return alert

@@ -15,10 +15,17 @@ from services.api.deps import Pool, Principal, visible_sites
 from services.api.timefmt import local, parse_time
 from sitewatch import auth
 from sitewatch.alerts import Alert
+from sitewatch.catalog.rules import SHIFT_HOURS
 from sitewatch.lifecycle import TransitionError
 from sitewatch.store import alerts as alert_store
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
+
+
+class Shelve(BaseModel):
+    by: str = Field(min_length=1, max_length=200, description="who shelves it")
+    note: str = Field(default="", max_length=4000, description="why: required")
+    until: str | None = Field(default=None, description="RFC 3339; at most (and by default) one shift from now")
 
 
 class Step(BaseModel):
@@ -142,6 +149,15 @@ async def get_alert(pool: Pool, principal: Principal, alert_id: str) -> dict[str
     }
 
 
+def _push(request: Request, alert: Alert, change: str) -> dict[str, Any]:
+    """The alert object of a human step, pushed on MQTT like every other change."""
+    out = {**alert.to_json(), "change": change}
+    publisher = request.app.state.publisher
+    if publisher is not None:
+        publisher.publish(f"sw/v1/{alert.site}/alerts", json.dumps(out, ensure_ascii=False).encode(), qos=1)
+    return out
+
+
 async def _step(
     request: Request, pool: Any, principal: auth.Principal, alert_id: str, action: str, body: Step
 ) -> dict[str, Any]:
@@ -151,11 +167,33 @@ async def _step(
             alert = await alert_store.transition(conn, alert_id, action, body.by, body.note)
     except TransitionError as exc:
         raise HTTPException(exc.status, exc.reason) from exc
-    out = {**alert.to_json(), "change": action}
-    publisher = request.app.state.publisher
-    if publisher is not None:
-        publisher.publish(f"sw/v1/{alert.site}/alerts", json.dumps(out, ensure_ascii=False).encode(), qos=1)
-    return out
+    return _push(request, alert, action)
+
+
+@router.post("/alerts/{alert_id}/shelve")
+async def shelve(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Shelve) -> dict[str, Any]:
+    """Shelve a chattering or known-bad source for a stated reason and a bounded time (ISA-18.2):
+    still recorded and shown greyed, unshelved automatically on expiry. Never SOS, headcount or red."""
+    await _alert_for(pool, principal, alert_id)
+    until = parse_time(body.until, "until") if body.until else None
+    try:
+        async with pool.acquire() as conn:
+            alert = await alert_store.shelve(conn, alert_id, body.by, body.note, until, max_hours_default=SHIFT_HOURS)
+    except TransitionError as exc:
+        raise HTTPException(exc.status, exc.reason) from exc
+    return _push(request, alert, "shelve")
+
+
+@router.post("/alerts/{alert_id}/unshelve")
+async def unshelve(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Step) -> dict[str, Any]:
+    """Show a shelved alert again before its time is up."""
+    await _alert_for(pool, principal, alert_id)
+    try:
+        async with pool.acquire() as conn:
+            alert = await alert_store.unshelve(conn, alert_id, body.by)
+    except TransitionError as exc:
+        raise HTTPException(exc.status, exc.reason) from exc
+    return _push(request, alert, "unshelve")
 
 
 @router.post("/alerts/{alert_id}/acknowledge")
