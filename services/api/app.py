@@ -11,7 +11,8 @@ from fastapi import FastAPI, Request, Response
 
 from services.api.events import EventBell
 from services.api.metrics import API_METRICS
-from services.api.routers import alerts, catalog, dead_letters, health, readings, reports
+from services.api.routers import alerts, catalog, dead_letters, health, readings, reports, webhooks
+from services.api.webhooks import WebhookDeliverer
 from sitewatch import __version__
 from sitewatch.mqtt import MqttSession
 from sitewatch.settings import Settings
@@ -51,17 +52,20 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.publisher = await _publisher(settings)
         app.state.bell = EventBell(settings.dsn)
         await app.state.bell.start()
+        deliverer = WebhookDeliverer(settings.dsn, app.state.bell)
+        deliverer.start()
         API_METRICS.ready.set(1)
         try:
             yield
         finally:
             API_METRICS.ready.set(0)
+            await deliverer.stop()
             await app.state.bell.stop()
             await app.state.publisher.stop()
             await app.state.pool.close()
 
     app = FastAPI(title="Sitewatch", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    for module in (health, catalog, readings, dead_letters, alerts, reports):
+    for module in (health, catalog, readings, dead_letters, alerts, reports, webhooks):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -51,16 +51,24 @@ def _level_key(value: object) -> object:
 EscalationLevel = Annotated[Literal["1", "2", "3"], BeforeValidator(_level_key)]
 
 
+class Webhook(Spec):
+    """Where an enterprise's alert changes are POSTed, signed with HMAC-SHA256 of `secret`."""
+
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2000)
+    secret: str = Field(min_length=16, max_length=200, repr=False)
+
+
 class Enterprise(Spec):
     """An enterprise owns sites; `escalation` lists who is told at each step of an overdue alert.
 
     Level n is notified at the nth escalation step (DOMAIN §3: the safety director, then the
-    regulator).
+    regulator). `webhooks` receive every change of the enterprise's alerts.
     """
 
     code: Code
     name: Name
     escalation: dict[EscalationLevel, list[Name]] | None = None
+    webhooks: list[Webhook] = Field(default_factory=list, max_length=10)
 
 
 class Site(Spec):
