@@ -62,3 +62,30 @@ def test_daily_report_counts_and_times_per_site_and_enterprise(stack: StackHandl
         assert all(r["site"] != site for r in c.get("/api/v1/reports/daily").json()["sites"])
     out = stack.cli("report", "daily", "--date", today, "--site", site).stdout
     assert site in out and "TOTAL" in out
+
+
+def test_alarm_load_finds_floods_and_chattering_sources(stack: StackHandle) -> None:
+    site = unique("LOAD")
+    doc = site_catalog(site, points=12)
+    for point in doc["points"]:
+        point.update(period_s=3600, rules=[{"rule": "threshold", "above": [50]}])
+    assert stack.load_catalog(doc).status_code == 200
+    listener = AlertListener(stack, site)
+    gw = stack.gateway(site, "GW-1", "gw-secret-1")
+    t = int(time.time() * 1000)
+    flood = [{"point": f"P{i}", "ts": t, "value": 60.0} for i in range(12)]  # 12 alarms at once
+    chatter = [{"point": "P0", "ts": t + 1000 * i, "value": 10.0 if i % 2 else 60.0} for i in range(1, 6)]
+    gw.flush([gw.telemetry(flood), gw.telemetry(chatter)])
+    gw.close()
+    listener.wait(lambda m: sum(1 for x in m if x["change"] == "retrigger") >= 2)
+    listener.close()
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    with stack.http() as c:
+        for _ in range(50):
+            load = c.get("/api/v1/reports/alarm-load", params={"date": today, "site": site}).json()
+            if load["sites"] and load["sites"][0]["activations"] >= 14:
+                break
+            time.sleep(0.1)
+    row = load["sites"][0]
+    assert row["activations"] == 14 and row["floods"] >= 1 and row["per_10min_max"] >= 12
+    assert [(c["source"]["code"], c["activations"]) for c in row["chattering"]] == [("P0", 3)]

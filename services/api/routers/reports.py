@@ -15,6 +15,26 @@ from sitewatch.store import reports
 router = APIRouter(prefix="/api/v1", tags=["reports"])
 
 
+def _date(date: str | None) -> dt.date:
+    try:
+        return dt.date.fromisoformat(date) if date else dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"date: expected YYYY-MM-DD, got {date!r}") from exc
+
+
+@router.get("/reports/alarm-load")
+async def alarm_load(
+    pool: Pool,
+    principal: Principal,
+    date: Annotated[str | None, Query(description="YYYY-MM-DD, each site's local date; default today")] = None,
+    site: str | None = None,
+) -> dict[str, Any]:
+    """Per site: activations per 10 minutes (average over the day and the busiest), floods (10 or
+    more in 10 minutes) and the top chattering sources (3 or more activations within a minute)."""
+    visible = await visible_sites(pool, principal)
+    return await reports.alarm_load(pool, _date(date), sites=None if visible is None else sorted(visible), site=site)
+
+
 @router.get("/reports/daily", responses={200: {"content": {"text/csv": {}}}})
 async def daily(
     pool: Pool,
@@ -27,10 +47,7 @@ async def daily(
 ) -> Any:
     """Per site and enterprise: alerts raised that local day, closed on time, closed late, still
     open, overdue; mean and p90 seconds to acknowledge and to close."""
-    try:
-        day = dt.date.fromisoformat(date) if date else dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"date: expected YYYY-MM-DD, got {date!r}") from exc
+    day = _date(date)
     visible = await visible_sites(pool, principal)
     report = await reports.daily(pool, day, sites=None if visible is None else sorted(visible), site=site)
     if format == "json":
