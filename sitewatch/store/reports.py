@@ -133,7 +133,7 @@ async def alarm_load(conn: db.Queryable, date: dt.date, *, sites: list[str] | No
                 "per_10min_avg": round(len(times) / 144, 2),
                 "per_10min_max": busiest(times, ten),
                 "floods": floods,
-                "chattering": chattering,
+                "chattering": chattering[:10],
             }
         )
     return {"date": date.isoformat(), "flood_threshold": FLOOD, "chatter_threshold": CHATTER, "sites": out}
