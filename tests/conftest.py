@@ -168,3 +168,24 @@ class AlertListener:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def threshold_site(
+    stack: StackHandle,
+    prefix: str,
+    *,
+    points: int = 1,
+    enterprise: str = "ENT-T",
+    rule: dict[str, Any] | None = None,
+    escalation: dict[str, list[str]] | None = None,
+) -> str:
+    """Load a site whose points P0.. alarm above 50 (or `rule`) and never go offline during a test."""
+    site = unique(prefix)
+    doc = site_catalog(site, enterprise=enterprise, points=points)
+    if escalation:
+        doc["enterprises"][0]["escalation"] = escalation
+    for point in doc["points"]:
+        point.update(period_s=3600, rules=[rule or {"rule": "threshold", "above": [50]}])
+    r = stack.load_catalog(doc)
+    assert r.status_code == 200, r.text
+    return site

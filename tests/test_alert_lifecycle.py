@@ -10,16 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import AlertListener, StackHandle, site_catalog, unique
+from tests.conftest import AlertListener, StackHandle, site_catalog, threshold_site, unique
 
 RULE = {"rule": "threshold", "above": [50], "deadband": 5}
 
 
 def raise_alert(stack: StackHandle, enterprise: str = "ENT-L") -> tuple[str, dict[str, Any], AlertListener]:
-    site = unique("LC")
-    doc = site_catalog(site, enterprise=enterprise, points=1)
-    doc["points"][0].update(period_s=3600, rules=[RULE])
-    assert stack.load_catalog(doc).status_code == 200
+    site = threshold_site(stack, "LC", enterprise=enterprise, rule=RULE)
     listener = AlertListener(stack, site)
     gw = stack.gateway(site, "GW-1", "gw-secret-1")
     gw.flush([gw.telemetry([{"point": "P0", "ts": int(time.time() * 1000), "value": 70.0}])])

@@ -18,7 +18,7 @@ from sitewatch.alerts import end_of_day_ms
 from sitewatch.store import alerts as alert_store
 from sitewatch.store import db
 from sitewatch.store.migrate import migrate
-from tests.conftest import AlertListener, StackHandle, site_catalog, unique
+from tests.conftest import AlertListener, StackHandle, threshold_site, unique
 from tests.test_storage import fresh_dsn
 
 
@@ -100,11 +100,7 @@ async def test_overdue_and_red_escalation_in_the_store(fresh: asyncpg.Connection
 
 
 def test_an_alert_not_closed_by_midnight_becomes_overdue_then_and_stays_late(stack: StackHandle) -> None:
-    site = unique("DL")
-    doc = site_catalog(site, points=1)
-    doc["enterprises"][0]["escalation"] = {"2": ["安全总监"]}
-    doc["points"][0].update(period_s=3600, rules=[{"rule": "threshold", "above": [50]}])
-    assert stack.load_catalog(doc).status_code == 200
+    site = threshold_site(stack, "DL", enterprise=unique("ENT-DL"), escalation={"2": ["安全总监"]})
     listener = AlertListener(stack, site)
     gw = stack.gateway(site, "GW-1", "gw-secret-1")
     gw.flush([gw.telemetry([{"point": "P0", "ts": int(time.time() * 1000), "value": 70.0}])])

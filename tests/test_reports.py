@@ -8,16 +8,12 @@ import io
 import time
 from zoneinfo import ZoneInfo
 
-from tests.conftest import AlertListener, StackHandle, site_catalog, unique
+from tests.conftest import AlertListener, StackHandle, site_catalog, threshold_site, unique
 
 
 def test_daily_report_counts_and_times_per_site_and_enterprise(stack: StackHandle) -> None:
     enterprise = unique("ENT-REP")
-    site = unique("REP")
-    doc = site_catalog(site, enterprise=enterprise, points=2)
-    for point in doc["points"]:
-        point.update(period_s=3600, rules=[{"rule": "threshold", "above": [50]}])
-    assert stack.load_catalog(doc).status_code == 200
+    site = threshold_site(stack, "REP", enterprise=enterprise, points=2)
     listener = AlertListener(stack, site)
     gw = stack.gateway(site, "GW-1", "gw-secret-1")
     t = int(time.time() * 1000)
@@ -65,11 +61,7 @@ def test_daily_report_counts_and_times_per_site_and_enterprise(stack: StackHandl
 
 
 def test_alarm_load_finds_floods_and_chattering_sources(stack: StackHandle) -> None:
-    site = unique("LOAD")
-    doc = site_catalog(site, points=12)
-    for point in doc["points"]:
-        point.update(period_s=3600, rules=[{"rule": "threshold", "above": [50]}])
-    assert stack.load_catalog(doc).status_code == 200
+    site = threshold_site(stack, "LOAD", points=12)
     listener = AlertListener(stack, site)
     gw = stack.gateway(site, "GW-1", "gw-secret-1")
     t = int(time.time() * 1000)
