@@ -11,7 +11,7 @@ from typing import Any
 
 from sitewatch.alerts import Alert, Change
 from sitewatch.lifecycle import TransitionError, check_shelve, target_state
-from sitewatch.store import db
+from sitewatch.store import db, hazards
 
 EVALUATOR = "evaluator"
 # the human steps, for the evaluator (a closed alert is forgotten, a latched point reset)
@@ -362,4 +362,6 @@ async def transition(conn: db.Conn, alert_id: str, action: str, by: str, note: s
         assert updated is not None  # the row is locked: it cannot have gone
         alert = alert_from_row({**dict(updated), "site": row["site"], "timezone": row["timezone"]})
         await _record_step(conn, alert, action, by, note, {}, state_from=row["state"])
+        if action == "close":
+            await hazards.rectify_for_alert(conn, alert_id, by=by, note=note)
         return alert

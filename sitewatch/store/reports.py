@@ -137,3 +137,66 @@ async def alarm_load(conn: db.Queryable, date: dt.date, *, sites: list[str] | No
             }
         )
     return {"date": date.isoformat(), "flood_threshold": FLOOD, "chatter_threshold": CHATTER, "sites": out}
+
+
+# The regulators' monthly dispatch table (重大事故隐患专项排查整治 行动进展情况调度表): hazards found in the
+# month by source and, of those, rectified; beside them the month's alert figures. Per site; the
+# enterprise and total rows are sums.
+_MONTHLY = """
+WITH month AS (
+    SELECT s.id, s.code, s.enterprise, $1::timestamp AT TIME ZONE s.timezone AS lo,
+           $2::timestamp AT TIME ZONE s.timezone AS hi
+    FROM sites s WHERE ($3::text[] IS NULL OR s.code = ANY($3)) AND ($4::text IS NULL OR s.code = $4)
+)
+SELECT m.code AS site, m.enterprise,
+       (SELECT count(*) FROM hazards h WHERE h.site_id = m.id AND h.found_at >= m.lo AND h.found_at < m.hi
+          AND h.source = 'self_check') AS self_check_found,
+       (SELECT count(*) FROM hazards h WHERE h.site_id = m.id AND h.found_at >= m.lo AND h.found_at < m.hi
+          AND h.source = 'self_check' AND h.rectified_at IS NOT NULL) AS self_check_rectified,
+       (SELECT count(*) FROM hazards h WHERE h.site_id = m.id AND h.found_at >= m.lo AND h.found_at < m.hi
+          AND h.source = 'inspection') AS inspection_found,
+       (SELECT count(*) FROM hazards h WHERE h.site_id = m.id AND h.found_at >= m.lo AND h.found_at < m.hi
+          AND h.source = 'inspection' AND h.rectified_at IS NOT NULL) AS inspection_rectified,
+       (SELECT count(*) FROM hazards h WHERE h.site_id = m.id AND h.found_at >= m.lo AND h.found_at < m.hi
+          AND h.source = 'supervision') AS supervision_found,
+       (SELECT count(*) FROM hazards h WHERE h.site_id = m.id AND h.found_at >= m.lo AND h.found_at < m.hi
+          AND h.source = 'supervision' AND h.rectified_at IS NOT NULL) AS supervision_rectified,
+       (SELECT count(*) FROM alerts a WHERE a.site_id = m.id AND a.raised_at >= m.lo
+          AND a.raised_at < m.hi) AS alerts_raised,
+       (SELECT count(*) FROM alerts a WHERE a.site_id = m.id AND a.raised_at >= m.lo
+          AND a.raised_at < m.hi AND a.overdue) AS alerts_overdue
+FROM month m ORDER BY m.enterprise, m.code
+"""
+
+MONTHLY_COLUMNS = (
+    "self_check_found",
+    "self_check_rectified",
+    "inspection_found",
+    "inspection_rectified",
+    "supervision_found",
+    "supervision_rectified",
+    "alerts_raised",
+    "alerts_overdue",
+)
+
+
+async def monthly(conn: db.Queryable, first: dt.date, *, sites: list[str] | None, site: str | None) -> dict[str, Any]:
+    """The six found/rectified columns per site, enterprise and in total for the month starting at
+    `first` (each site's local calendar), with the month's alerts raised and overdue beside them."""
+    nxt = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    rows = [dict(r) for r in await conn.fetch(_MONTHLY, first, nxt, sites, site)]
+    enterprises: dict[str, dict[str, int]] = {}
+    total = dict.fromkeys(MONTHLY_COLUMNS, 0)
+    for r in rows:
+        into = enterprises.setdefault(r["enterprise"], dict.fromkeys(MONTHLY_COLUMNS, 0))
+        for k in MONTHLY_COLUMNS:
+            into[k] += r[k]
+            total[k] += r[k]
+    return {
+        "month": first.strftime("%Y-%m"),
+        "sites": [
+            {"site": r["site"], "enterprise": r["enterprise"], **{k: r[k] for k in MONTHLY_COLUMNS}} for r in rows
+        ],
+        "enterprises": [{"enterprise": e, **v} for e, v in sorted(enterprises.items())],
+        "total": total,
+    }

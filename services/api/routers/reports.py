@@ -22,6 +22,49 @@ def _date(date: str | None) -> dt.date:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"date: expected YYYY-MM-DD, got {date!r}") from exc
 
 
+def month_bounds(month: str) -> tuple[dt.date, dt.date]:
+    """The first day of `month` (YYYY-MM) and of the month after."""
+    try:
+        first = dt.date.fromisoformat(f"{month}-01")
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"month: expected YYYY-MM, got {month!r}") from exc
+    return first, (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+@router.get("/reports/monthly", responses={200: {"content": {"text/csv": {}}}})
+async def monthly(
+    pool: Pool,
+    principal: Principal,
+    month: Annotated[str | None, Query(description="YYYY-MM; default this month")] = None,
+    site: str | None = None,
+    format: Literal["json", "csv"] = "json",
+) -> Any:
+    """The regulators' monthly dispatch table: major hazards found by the enterprise's own checks,
+    by department inspection and listed for government supervision, each with how many of them are
+    rectified, per site, enterprise and in total, beside the month's alerts raised and overdue."""
+    first, _ = month_bounds(month or _date(None).strftime("%Y-%m"))
+    visible = await visible_sites(pool, principal)
+    report = await reports.monthly(pool, first, sites=None if visible is None else sorted(visible), site=site)
+    if format == "json":
+        return report
+    return _csv(
+        f"monthly-{report['month']}.csv",
+        ["month", "site", "enterprise", *reports.MONTHLY_COLUMNS],
+        [{"month": report["month"], **row} for row in report["sites"]]
+        + [{"month": report["month"], "site": "", **row} for row in report["enterprises"]],
+    )
+
+
+def _csv(filename: str, fields: list[str], rows: list[dict[str, Any]]) -> Response:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return Response(
+        out.getvalue(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
 @router.get("/reports/alarm-load")
 async def alarm_load(
     pool: Pool,
@@ -52,15 +95,9 @@ async def daily(
     report = await reports.daily(pool, day, sites=None if visible is None else sorted(visible), site=site)
     if format == "json":
         return report
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=["date", "site", "enterprise", *reports.FIGURES])
-    writer.writeheader()
-    for row in report["sites"]:
-        writer.writerow({"date": report["date"], **row})
-    for row in report["enterprises"]:
-        writer.writerow({"date": report["date"], "site": "", **row})
-    return Response(
-        out.getvalue(),
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="daily-{report["date"]}.csv"'},
+    return _csv(
+        f"daily-{report['date']}.csv",
+        ["date", "site", "enterprise", *reports.FIGURES],
+        [{"date": report["date"], **row} for row in report["sites"]]
+        + [{"date": report["date"], "site": "", **row} for row in report["enterprises"]],
     )
