@@ -134,4 +134,7 @@ def test_an_alert_not_closed_by_midnight_becomes_overdue_then_and_stays_late(sta
         closed = c.post(f"{url}/close", json={"by": "a"}).json()
         assert closed["state"] == "closed" and closed["overdue"] is True  # a fact that never un-happens
         assert c.get("/api/v1/alerts", params={"site": site, "overdue": "true"}).json()["total"] == 1
+        raised_day = dt.datetime.fromisoformat(closed["raised_at"]).date().isoformat()
+        daily = c.get("/api/v1/reports/daily", params={"date": raised_day, "site": site}).json()["sites"][0]
+        assert (daily["closed_on_time"], daily["closed_late"], daily["overdue"]) == (0, 1, 1)
     listener.close()

@@ -8,6 +8,8 @@ import io
 import time
 from zoneinfo import ZoneInfo
 
+import pandas as pd
+
 from tests.conftest import AlertListener, StackHandle, site_catalog, threshold_site, unique
 
 
@@ -51,6 +53,10 @@ def test_daily_report_counts_and_times_per_site_and_enterprise(stack: StackHandl
             )
         )
         assert csv_rows[0]["site"] == site and csv_rows[0]["raised"] == "2"
+        xlsx = c.get("/api/v1/reports/daily", params={"date": today, "site": site, "format": "xlsx"})
+        assert xlsx.headers["content-type"].startswith("application/vnd.openxmlformats")
+        sheet = pd.read_excel(io.BytesIO(xlsx.content))
+        assert sheet.loc[0, "site"] == site and sheet.loc[0, "closed_on_time"] == 1
         assert c.get("/api/v1/reports/daily", params={"date": "yesterday"}).status_code == 422
     assert stack.load_catalog(site_catalog(unique("OTHER"), enterprise="ENT-REP-OTHER")).status_code == 200
     other = stack.token_for("enterprise", "--enterprise", "ENT-REP-OTHER")
@@ -81,3 +87,6 @@ def test_alarm_load_finds_floods_and_chattering_sources(stack: StackHandle) -> N
     row = load["sites"][0]
     assert row["activations"] == 14 and row["floods"] >= 1 and row["per_10min_max"] >= 12
     assert [(c["source"]["code"], c["activations"]) for c in row["chattering"]] == [("P0", 3)]
+    with stack.http() as c:
+        text = c.get("/api/v1/reports/alarm-load", params={"date": today, "site": site, "format": "csv"}).text
+    assert "P0 threshold ×3" in text

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from services.api.deps import Pool, Principal, visible_sites
@@ -37,7 +37,7 @@ async def monthly(
     principal: Principal,
     month: Annotated[str | None, Query(description="YYYY-MM; default this month")] = None,
     site: str | None = None,
-    format: Literal["json", "csv"] = "json",
+    format: Format = "json",
 ) -> Any:
     """The regulators' monthly dispatch table: major hazards found by the enterprise's own checks,
     by department inspection and listed for government supervision, each with how many of them are
@@ -47,21 +47,29 @@ async def monthly(
     report = await reports.monthly(pool, first, sites=None if visible is None else sorted(visible), site=site)
     if format == "json":
         return report
-    return _csv(
-        f"monthly-{report['month']}.csv",
-        ["month", "site", "enterprise", *reports.MONTHLY_COLUMNS],
+    return _download(
+        f"monthly-{report['month']}",
+        format,
         [{"month": report["month"], **row} for row in report["sites"]]
         + [{"month": report["month"], "site": "", **row} for row in report["enterprises"]],
     )
 
 
-def _csv(filename: str, fields: list[str], rows: list[dict[str, Any]]) -> Response:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
+MEDIA = {"csv": "text/csv", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+Format = Literal["json", "csv", "xlsx"]
+
+
+def _download(name: str, fmt: str, rows: list[dict[str, Any]]) -> Response:
+    """The report's rows as a CSV or Excel download, through pandas."""
+    frame = pd.DataFrame(rows)
+    if fmt == "csv":
+        body: bytes = frame.to_csv(index=False).encode("utf-8-sig")  # with a BOM: Excel opens Chinese right
+    else:
+        buffer = io.BytesIO()
+        frame.to_excel(buffer, index=False, sheet_name=name.split("-")[0])
+        body = buffer.getvalue()
     return Response(
-        out.getvalue(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        body, media_type=MEDIA[fmt], headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'}
     )
 
 
@@ -71,11 +79,28 @@ async def alarm_load(
     principal: Principal,
     date: Annotated[str | None, Query(description="YYYY-MM-DD, each site's local date; default today")] = None,
     site: str | None = None,
-) -> dict[str, Any]:
+    format: Format = "json",
+) -> Any:
     """Per site: activations per 10 minutes (average over the day and the busiest), floods (10 or
     more in 10 minutes) and the top chattering sources (3 or more activations within a minute)."""
     visible = await visible_sites(pool, principal)
-    return await reports.alarm_load(pool, _date(date), sites=None if visible is None else sorted(visible), site=site)
+    report = await reports.alarm_load(pool, _date(date), sites=None if visible is None else sorted(visible), site=site)
+    if format == "json":
+        return report
+    return _download(
+        f"alarm-load-{report['date']}",
+        format,
+        [
+            {
+                "date": report["date"],
+                **{k: v for k, v in row.items() if k != "chattering"},
+                "chattering": "; ".join(
+                    f"{c['source']['code']} {c['rule']} ×{c['activations']}" for c in row["chattering"]
+                ),
+            }
+            for row in report["sites"]
+        ],
+    )
 
 
 @router.get("/reports/daily", responses={200: {"content": {"text/csv": {}}}})
@@ -86,7 +111,7 @@ async def daily(
         str | None, Query(description="YYYY-MM-DD, each site's local date; default today in Asia/Shanghai")
     ] = None,
     site: str | None = None,
-    format: Literal["json", "csv"] = "json",
+    format: Format = "json",
 ) -> Any:
     """Per site and enterprise: alerts raised that local day, closed on time, closed late, still
     open, overdue; mean and p90 seconds to acknowledge and to close."""
@@ -95,9 +120,9 @@ async def daily(
     report = await reports.daily(pool, day, sites=None if visible is None else sorted(visible), site=site)
     if format == "json":
         return report
-    return _csv(
-        f"daily-{report['date']}.csv",
-        ["date", "site", "enterprise", *reports.FIGURES],
+    return _download(
+        f"daily-{report['date']}",
+        format,
         [{"date": report["date"], **row} for row in report["sites"]]
         + [{"date": report["date"], "site": "", **row} for row in report["enterprises"]],
     )
