@@ -173,3 +173,19 @@ class Family(Protocol):
 
     def tick(self, now_ms: int) -> list[Signal]:
         """Fire timers (on-delays, offline, overtime, tag lost) due at or before `now_ms`."""
+
+
+class Quiet:
+    """Empty handlers for the inputs a family ignores: each family overrides what it consumes."""
+
+    def on_readings(self, readings: Readings) -> list[Signal]:
+        return []
+
+    def on_positions(self, events: list[PositionEvent]) -> list[Signal]:
+        return []
+
+    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
+        return []
+
+    def tick(self, now_ms: int) -> list[Signal]:
+        return []

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sitewatch.catalog.rules import DustAirlock, DustSpark
-from sitewatch.rules.base import ORANGE, RED, PositionEvent, Readings, RuleCatalog, Signal
+from sitewatch.rules.base import ORANGE, RED, Quiet, Readings, RuleCatalog, Signal
 from sitewatch.rules.tank import (
     NEVER,
     PAST,
@@ -222,7 +222,7 @@ class Airlocks(OnDelayed):
         return describe_airlock(source, severity, kind, own, pair)
 
 
-class Dust:
+class Dust(Quiet):
     """The vectorised dust-explosion family (sparks, airlock stopped under a running fan)."""
 
     def __init__(self) -> None:
@@ -246,9 +246,3 @@ class Dust:
 
     def tick(self, now_ms: int) -> list[Signal]:
         return in_order(self.sparks.tick(now_ms) + self.airlocks.tick(now_ms, self.points))
-
-    def on_positions(self, events: list[PositionEvent]) -> list[Signal]:
-        return []
-
-    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
-        return []

@@ -63,7 +63,17 @@ import numpy as np
 import numpy.typing as npt
 
 from sitewatch.catalog.rules import FakeOffline, Frozen, Offline, Spec, StoppedButRunning
-from sitewatch.rules.base import BLUE, ORANGE, YELLOW, PointInfo, PositionEvent, Readings, RuleCatalog, Signal, SiteInfo
+from sitewatch.rules.base import (
+    BLUE,
+    ORANGE,
+    YELLOW,
+    PointInfo,
+    Quiet,
+    Readings,
+    RuleCatalog,
+    Signal,
+    SiteInfo,
+)
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -321,7 +331,7 @@ def _previous(x: npt.NDArray[Any], head: Bools, first: npt.NDArray[Any]) -> npt.
     return prev
 
 
-class Honesty:
+class Honesty(Quiet):
     """offline, frozen, stopped_but_running and fake_offline, vectorised."""
 
     def __init__(self) -> None:
@@ -645,6 +655,3 @@ class Honesty:
     def _silenced(self, rows: _Rows, p: I64, t: I64 | int, seq: I64 | int) -> None:
         """Points p went silent at t: their sites lose them from the points alive."""
         rows.add(self._site[p], t, seq, 0, 0, -self._monitor[p].astype(np.int64), -self._power[p].astype(np.int64))
-
-    def on_positions(self, events: list[PositionEvent]) -> list[Signal]:
-        return []

@@ -44,7 +44,17 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from sitewatch.catalog.rules import HEADCOUNT_LIMIT
-from sitewatch.rules.base import ORANGE, RED, YELLOW, PositionEvent, Readings, RuleCatalog, Signal, SiteInfo, ZoneInfo
+from sitewatch.rules.base import (
+    ORANGE,
+    RED,
+    YELLOW,
+    PositionEvent,
+    Quiet,
+    RuleCatalog,
+    Signal,
+    SiteInfo,
+    ZoneInfo,
+)
 
 LOCATE, EXIT, SOS = 0, 1, 2
 OVERTIME, LOST = 0, 1  # tag timer kinds
@@ -182,7 +192,7 @@ class _Site:
         self.shift_ms, self.lost_ms = shift_ms(info), lost_ms(info)
 
 
-class Positioning:
+class Positioning(Quiet):
     """The positioning family: headcount, shift_total, overtime, restricted_zone, sos, tag_lost."""
 
     def __init__(self) -> None:
@@ -215,12 +225,6 @@ class Positioning:
         """Occupied zones of a site → the tags located there, both sorted."""
         site = self._sites.get(site_id)
         return {z: sorted(tags) for z, tags in sorted(site.zones.items())} if site else {}
-
-    def on_readings(self, readings: Readings) -> list[Signal]:
-        return []
-
-    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
-        return []
 
     def on_positions(self, events: list[PositionEvent]) -> list[Signal]:
         out: list[Signal] = []

@@ -48,7 +48,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from sitewatch.rules.base import PointInfo, PositionEvent, Readings, RuleCatalog, Signal
+from sitewatch.rules.base import PointInfo, Quiet, Readings, RuleCatalog, Signal
 
 RULE = "slope_trend"
 RAINFALL = "rainfall"
@@ -279,7 +279,7 @@ def _slope(n: I64, st: F64, sy: F64, stt: F64, sty: F64) -> tuple[F64, F64]:
     return den, (n * sty - st * sy) / den
 
 
-class Slope:
+class Slope(Quiet):
     """slope_trend over whole batches.
 
     Each reading's window sums are accumulated column by column over its last `resolution` + 2
@@ -341,15 +341,6 @@ class Slope:
         raining = self.site_count > 0
         rain = self._rain(pid[r], ts[r], value[r])
         return self._signals(self._trend(pid[s], ts[s], value[s]), rain, raining)
-
-    def on_positions(self, events: list[PositionEvent]) -> list[Signal]:
-        return []
-
-    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
-        return []
-
-    def tick(self, now_ms: int) -> list[Signal]:
-        return []
 
     def _rain(self, pid: I64, ts: I64, value: F64) -> _Rain:
         """Each rainfall reading's effect on its site's raining state (a count of high gauges)."""

@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sitewatch.catalog.rules import Interlock, ValveMismatch
-from sitewatch.rules.base import ORANGE, RED, PointInfo, PositionEvent, Readings, RuleCatalog, Signal
+from sitewatch.rules.base import ORANGE, RED, PointInfo, Quiet, Readings, RuleCatalog, Signal
 
 NEVER = np.iinfo(np.int64).max  # no timer, no episode
 PAST = -(2**62)  # before any event, yet far enough from the int64 limits to add delays to
@@ -582,7 +582,7 @@ class Bypass(OnDelayed):
         return describe_bypass(source, severity, kind, own, pair)
 
 
-class Tank:
+class Tank(Quiet):
     """The vectorised tank emergency-shutoff family (valve mismatch, level high-high with the
     valve open, bypassed interlock)."""
 
@@ -607,9 +607,3 @@ class Tank:
 
     def tick(self, now_ms: int) -> list[Signal]:
         return in_order([s for condition in self.conditions for s in condition.tick(now_ms, self.points)])
-
-    def on_positions(self, events: list[PositionEvent]) -> list[Signal]:
-        return []
-
-    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
-        return []

@@ -20,12 +20,10 @@ last evaluated instant are not evaluated.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 
-from sitewatch.rules.base import Readings, RuleCatalog, Signal
+from sitewatch.rules.base import Quiet, Readings, RuleCatalog, Signal
 
 SLOTS = 4  # above 1, above 2, below 1, below 2
 NEVER = np.iinfo(np.int64).min
@@ -125,7 +123,7 @@ def _ffill_index(valid: npt.NDArray[np.bool_], rows: npt.NDArray[np.intp]) -> np
 _UP, _KEEP, _DOWN = np.int8(1), np.int8(-1), np.int8(0)
 
 
-class ThresholdFamily:
+class ThresholdFamily(Quiet):
     """What both implementations share: parameters, state, and the operator's and restart's hooks."""
 
     def __init__(self) -> None:
@@ -151,12 +149,6 @@ class ThresholdFamily:
         """An operator reset a latched alarm: the point's severity is evaluated afresh."""
         if point < len(self.state.emitted):
             self.state.emitted[point] = 0
-
-    def on_positions(self, events: list[Any]) -> list[Signal]:
-        return []
-
-    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
-        return []
 
 
 class Threshold(ThresholdFamily):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from sitewatch.rules.base import ORANGE, RED, PositionEvent, Readings, RuleCatalog, Signal
+from sitewatch.rules.base import ORANGE, RED, Quiet, Readings, RuleCatalog, Signal
 from sitewatch.rules.dust import Airlocks, airlock_sources, counts_alike, describe_airlock, spark_signal, spark_sources
 from sitewatch.rules.reference.tank import Book, Delayed, run_all, steppers
 from sitewatch.rules.tank import PAST, Source, SourceKey, in_order
@@ -60,7 +60,7 @@ class Airlock(Delayed):
         return describe_airlock(self.source, severity, self.kind, self.own, self.pair)
 
 
-class Dust:
+class Dust(Quiet):
     def __init__(self) -> None:
         self.book = Book()
         self.sparks: dict[SourceKey, Spark] = {}
@@ -95,9 +95,3 @@ class Dust:
         for airlock in self.airlocks.values():
             airlock.tick(now_ms, out)
         return in_order(out)
-
-    def on_positions(self, events: list[PositionEvent]) -> list[Signal]:
-        return []
-
-    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
-        return []

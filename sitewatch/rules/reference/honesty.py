@@ -8,7 +8,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from sitewatch.rules.base import BLUE, ORANGE, YELLOW, PointInfo, PositionEvent, Readings, RuleCatalog, Signal, SiteInfo
+from sitewatch.rules.base import (
+    BLUE,
+    ORANGE,
+    YELLOW,
+    PointInfo,
+    Quiet,
+    Readings,
+    RuleCatalog,
+    Signal,
+    SiteInfo,
+)
 from sitewatch.rules.honesty import (
     BAD,
     FAKE,
@@ -73,7 +83,7 @@ class _Gateway:
     since: int
 
 
-class Honesty:
+class Honesty(Quiet):
     def __init__(self) -> None:
         self._points: dict[int, _Point] = {}
         self._sites: dict[int, _Site] = {}
@@ -244,6 +254,3 @@ class Honesty:
         for site in sites.values():
             signals += self._evaluate(site, ts_ms, site.total_mw)
         return ordered(signals)
-
-    def on_positions(self, events: list[PositionEvent]) -> list[Signal]:
-        return []

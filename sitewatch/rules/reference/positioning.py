@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sitewatch.rules.base import ORANGE, YELLOW, PositionEvent, Readings, RuleCatalog, Signal, SiteInfo
+from sitewatch.rules.base import ORANGE, YELLOW, PositionEvent, Quiet, RuleCatalog, Signal, SiteInfo
 from sitewatch.rules.positioning import (
     EXIT,
     NEVER,
@@ -42,7 +42,7 @@ class _Site:
     shift_severity: int = 0
 
 
-class Positioning:
+class Positioning(Quiet):
     """The positioning family, one event at a time."""
 
     def __init__(self) -> None:
@@ -59,12 +59,6 @@ class Positioning:
             if tag.zone is not None:
                 zones.setdefault(tag.zone, []).append(code)
         return {z: sorted(tags) for z, tags in sorted(zones.items())}
-
-    def on_readings(self, readings: Readings) -> list[Signal]:
-        return []
-
-    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
-        return []
 
     def on_positions(self, events: list[PositionEvent]) -> list[Signal]:
         out: list[Signal] = []

@@ -7,7 +7,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from sitewatch.rules.base import PositionEvent, Readings, RuleCatalog, Signal
+from sitewatch.rules.base import Quiet, Readings, RuleCatalog, Signal
 from sitewatch.rules.slope import (
     ANGLE_BAND_DEG,
     DAY_MS,
@@ -71,7 +71,7 @@ class _Half:
         return (self.n * self.sty - self.st * self.sy) / self.den()
 
 
-class Slope:
+class Slope(Quiet):
     """slope_trend, one reading at a time."""
 
     def __init__(self, resolution: int = RESOLUTION, angle_band_deg: float = ANGLE_BAND_DEG) -> None:
@@ -104,15 +104,6 @@ class Slope:
             if pid in self.points:
                 out += self._reading(pid, ts, value)
         return out
-
-    def on_positions(self, events: list[PositionEvent]) -> list[Signal]:
-        return []
-
-    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
-        return []
-
-    def tick(self, now_ms: int) -> list[Signal]:
-        return []
 
     def _raining(self, site_id: int) -> bool:
         limit = self.catalog.sites[site_id].rainfall_mm_h

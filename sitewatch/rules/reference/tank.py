@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from sitewatch.rules.base import PositionEvent, Readings, RuleCatalog, Signal
+from sitewatch.rules.base import Quiet, Readings, RuleCatalog, Signal
 from sitewatch.rules.tank import (
     PAST,
     Bypass,
@@ -218,7 +218,7 @@ def run_all(groups: list[dict[SourceKey, Delayed]], rows: Rows, out: list[Signal
                 stepper.run(own, pair, out)
 
 
-class Tank:
+class Tank(Quiet):
     def __init__(self) -> None:
         self.book = Book()
         self.groups: list[dict[SourceKey, Delayed]] = [{}, {}, {}]
@@ -243,9 +243,3 @@ class Tank:
             for stepper in group.values():
                 stepper.tick(now_ms, out)
         return in_order(out)
-
-    def on_positions(self, events: list[PositionEvent]) -> list[Signal]:
-        return []
-
-    def on_status(self, site_id: int, gateway: str, gateway_index: int, online: bool, ts_ms: int) -> list[Signal]:
-        return []
