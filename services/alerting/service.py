@@ -241,7 +241,10 @@ class AlertingService:
             stale = time.monotonic() - self._reloaded_at > CATALOG_RELOAD_MIN_S and self._unknown_site(deliveries)
             if self._reload.is_set() or stale:
                 await self._reload_catalog()
-            self._evaluate(deliveries)
+            try:
+                self._evaluate(deliveries)
+            except Exception:  # a bug in one batch must not stop every alert; ingest has stored it
+                log.exception("evaluating %d deliveries failed; they are acknowledged and skipped", len(deliveries))
             for d in deliveries:
                 self.session.ack(d.mid, d.qos)
 

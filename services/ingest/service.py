@@ -32,6 +32,7 @@ log = logging.getLogger("sitewatch.ingest")
 
 CATALOG_CHANNEL = "sitewatch_catalog"
 UNKNOWN_SITE = "unknown_site"
+INTERNAL_ERROR = "internal_error"
 _RELOAD_MIN_S = 0.5
 _MAINTENANCE_S = 3600.0
 
@@ -198,7 +199,12 @@ class IngestService:
             deadline = time.monotonic() + max_age
             d: Delivery | None = first
             while d is not None:
-                await self._add(batch, d)
+                try:
+                    await self._add(batch, d)
+                except Exception as exc:  # a bug must not stop ingestion: keep the message as a dead letter
+                    log.exception("decoding %s failed", d.topic)
+                    text = d.payload.decode("utf-8", errors="replace")
+                    batch.dead.append((-1, d.received_ms, None, None, d.topic, None, INTERNAL_ERROR, repr(exc), text))
                 acks.append((d.mid, d.qos))
                 if batch.n_readings >= max_readings:
                     break
