@@ -16,10 +16,9 @@ import pytest
 
 from sitewatch.alerts import end_of_day_ms
 from sitewatch.store import alerts as alert_store
-from sitewatch.store import db
 from sitewatch.store.migrate import migrate
 from tests.conftest import AlertListener, StackHandle, threshold_site, unique
-from tests.test_storage import fresh_dsn
+from tests.test_storage import fresh_database
 
 
 def ms(text: str) -> int:
@@ -42,13 +41,8 @@ def test_due_at_is_the_end_of_the_local_day(raised: str, zone: str, due: str) ->
 
 @pytest.fixture
 async def fresh(stack: StackHandle) -> AsyncIterator[asyncpg.Connection[Any]]:
-    """A new database, on a connection with the services' codecs (jsonb as dicts)."""
-    async for dsn in fresh_dsn(stack):
-        conn = await db.connect(dsn)
-        try:
-            yield conn
-        finally:
-            await conn.close()
+    async for conn in fresh_database(stack):
+        yield conn
 
 
 NOW = dt.datetime.now(dt.UTC)

@@ -10,7 +10,7 @@ import asyncpg
 import numpy as np
 import pytest
 
-from sitewatch.store import partitions
+from sitewatch.store import db, partitions
 from sitewatch.store.migrate import migrate, migration_files, storage_mode
 from sitewatch.store.writer import Batch, Writer
 from tests.conftest import StackHandle, unique
@@ -29,8 +29,9 @@ async def fresh_dsn(stack: StackHandle) -> AsyncIterator[str]:
 
 
 async def fresh_database(stack: StackHandle) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """A new database, on a connection with the services' codecs (jsonb as dicts)."""
     async for dsn in fresh_dsn(stack):
-        conn = await asyncpg.connect(dsn)
+        conn = await db.connect(dsn)
         try:
             yield conn
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
 import asyncpg
@@ -71,3 +72,15 @@ async def visible_sites(pool: asyncpg.Pool[Any], principal: auth.Principal) -> d
         sorted(principal.sites) if principal.sites is not None else None,
     )
     return {r["code"]: r["id"] for r in rows}
+
+
+def not_found(kind: str, key: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"{kind} {key} not found")
+
+
+def require_uuid(kind: str, key: str) -> None:
+    """A malformed id names nothing: 404 like an unknown one, before it reaches a query."""
+    try:
+        uuid.UUID(key)
+    except ValueError:
+        raise not_found(kind, key) from None

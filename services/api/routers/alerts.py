@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from services.api.deps import Pool, Principal, visible_sites
+from services.api.deps import Pool, Principal, not_found, require_uuid, visible_sites
 from services.api.timefmt import local, parse_time
 from sitewatch import auth
 from sitewatch.alerts import Alert
@@ -40,14 +39,11 @@ async def _visible(pool: Any, principal: auth.Principal) -> list[str] | None:
 
 async def _alert_for(pool: Any, principal: auth.Principal, alert_id: str) -> Alert:
     """The alert if it exists and the caller may see it; 404 otherwise (no hint that it exists)."""
-    try:
-        uuid.UUID(alert_id)
-    except ValueError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} not found") from None
+    require_uuid("alert", alert_id)
     alert = await alert_store.get(pool, alert_id)
     sites = await _visible(pool, principal)
     if alert is None or (sites is not None and alert.site not in sites):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} not found")
+        raise not_found("alert", alert_id)
     return alert
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from services.api.deps import Pool, Principal, visible_sites
+from services.api.deps import Pool, Principal, not_found, require_uuid, visible_sites
 from services.api.routers.alerts import _alert_for
 from services.api.routers.reports import month_bounds
 from services.api.timefmt import local, parse_time
@@ -106,13 +105,10 @@ async def rectify(pool: Pool, principal: Principal, hazard_id: str, body: Rectif
 
 
 async def _hazard_for(pool: Any, principal: Any, hazard_id: str) -> dict[str, Any]:
-    try:
-        uuid.UUID(hazard_id)
-    except ValueError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"hazard {hazard_id} not found") from None
+    require_uuid("hazard", hazard_id)
     hazard = await hazards.get(pool, hazard_id)
     if hazard is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"hazard {hazard_id} not found")
+        raise not_found("hazard", hazard_id)
     await _visible_site(pool, principal, hazard["site"])
     return hazard
 
