@@ -74,6 +74,13 @@ async def visible_sites(pool: asyncpg.Pool[Any], principal: auth.Principal) -> d
     return {r["code"]: r["id"] for r in rows}
 
 
+async def visible_codes(pool: asyncpg.Pool[Any], principal: auth.Principal) -> list[str] | None:
+    """The codes of the sites `principal` may see, sorted, or None for every site: the filter the
+    store's queries take."""
+    sites = await visible_sites(pool, principal)
+    return None if sites is None else sorted(sites)
+
+
 def not_found(kind: str, key: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"{kind} {key} not found")
 

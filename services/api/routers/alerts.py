@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from services.api.deps import Pool, Principal, not_found, require_uuid, visible_sites
+from services.api.deps import Pool, Principal, not_found, require_uuid, visible_codes
 from services.api.timefmt import local, parse_time
 from sitewatch import auth
 from sitewatch.alerts import Alert
@@ -32,16 +32,11 @@ class Step(BaseModel):
     note: str = Field(default="", max_length=4000, description="required to handle: the disposition")
 
 
-async def _visible(pool: Any, principal: auth.Principal) -> list[str] | None:
-    sites = await visible_sites(pool, principal)
-    return None if sites is None else sorted(sites)
-
-
 async def _alert_for(pool: Any, principal: auth.Principal, alert_id: str) -> Alert:
     """The alert if it exists and the caller may see it; 404 otherwise (no hint that it exists)."""
     require_uuid("alert", alert_id)
     alert = await alert_store.get(pool, alert_id)
-    sites = await _visible(pool, principal)
+    sites = await visible_codes(pool, principal)
     if alert is None or (sites is not None and alert.site not in sites):
         raise not_found("alert", alert_id)
     return alert
@@ -63,7 +58,7 @@ async def list_alerts(
     """Alerts the caller may see, most severe and newest first, `limit` at a time from `offset`."""
     total, alerts = await alert_store.query(
         pool,
-        sites=await _visible(pool, principal),
+        sites=await visible_codes(pool, principal),
         site=site,
         state=state,
         severity=severity,
@@ -95,7 +90,7 @@ async def stream(
 ) -> StreamingResponse:
     """Server-Sent Events: every alert change, as on MQTT. Each event's `id` is its position in the
     alert event log: a client that reconnects with `Last-Event-ID` gets exactly what it missed."""
-    sites = await _visible(pool, principal)
+    sites = await visible_codes(pool, principal)
     resume = after if after is not None else (int(last_event_id) if last_event_id and last_event_id.isdigit() else None)
     start = resume if resume is not None else int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM alert_events"))
     bell = request.app.state.bell

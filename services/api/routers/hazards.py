@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from services.api.deps import Pool, Principal, not_found, require_uuid, visible_sites
+from services.api.deps import Pool, Principal, not_found, require_uuid, visible_codes, visible_sites
 from services.api.routers.alerts import _alert_for
 from services.api.routers.reports import month_bounds
 from services.api.timefmt import local, parse_time
@@ -121,7 +121,6 @@ async def listing(
     month: Annotated[str | None, Query(description="YYYY-MM: found that month")] = None,
 ) -> dict[str, Any]:
     """The ledger, oldest finding first."""
-    visible = await visible_sites(pool, principal)
     bounds = month_bounds(month) if month else None
-    rows = await hazards.listing(pool, sites=None if visible is None else sorted(visible), site=site, month=bounds)
+    rows = await hazards.listing(pool, sites=await visible_codes(pool, principal), site=site, month=bounds)
     return {"hazards": [_json(h) for h in rows]}

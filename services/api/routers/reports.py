@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from services.api.deps import Pool, Principal, visible_sites
+from services.api.deps import Pool, Principal, visible_codes
 from sitewatch.store import reports
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
@@ -43,8 +43,7 @@ async def monthly(
     by department inspection and listed for government supervision, each with how many of them are
     rectified, per site, enterprise and in total, beside the month's alerts raised and overdue."""
     first, _ = month_bounds(month or _date(None).strftime("%Y-%m"))
-    visible = await visible_sites(pool, principal)
-    report = await reports.monthly(pool, first, sites=None if visible is None else sorted(visible), site=site)
+    report = await reports.monthly(pool, first, sites=await visible_codes(pool, principal), site=site)
     if format == "json":
         return report
     return _download(
@@ -83,8 +82,7 @@ async def alarm_load(
 ) -> Any:
     """Per site: activations per 10 minutes (average over the day and the busiest), floods (10 or
     more in 10 minutes) and the top chattering sources (3 or more activations within a minute)."""
-    visible = await visible_sites(pool, principal)
-    report = await reports.alarm_load(pool, _date(date), sites=None if visible is None else sorted(visible), site=site)
+    report = await reports.alarm_load(pool, _date(date), sites=await visible_codes(pool, principal), site=site)
     if format == "json":
         return report
     return _download(
@@ -116,8 +114,7 @@ async def daily(
     """Per site and enterprise: alerts raised that local day, closed on time, closed late, still
     open, overdue; mean and p90 seconds to acknowledge and to close."""
     day = _date(date)
-    visible = await visible_sites(pool, principal)
-    report = await reports.daily(pool, day, sites=None if visible is None else sorted(visible), site=site)
+    report = await reports.daily(pool, day, sites=await visible_codes(pool, principal), site=site)
     if format == "json":
         return report
     return _download(

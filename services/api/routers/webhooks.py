@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from services.api.deps import Pool, Principal, visible_sites
+from services.api.deps import Pool, Principal, visible_codes
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])
 
@@ -17,11 +17,10 @@ async def deliveries(
 ) -> dict[str, Any]:
     """Every delivery attempt, newest first: event, attempt number, HTTP status or error, delivered.
     A token sees the deliveries of the enterprises whose sites it sees."""
-    visible = await visible_sites(pool, principal)
     rows = await pool.fetch(
         "SELECT d.* FROM webhook_deliveries d WHERE $1::text[] IS NULL OR d.enterprise IN"
         " (SELECT enterprise FROM sites WHERE code = ANY($1)) ORDER BY d.id DESC LIMIT $2",
-        None if visible is None else sorted(visible),
+        await visible_codes(pool, principal),
         limit,
     )
     return {
