@@ -17,6 +17,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from sitewatch.settings import Settings
+
 log = logging.getLogger(__name__)
 
 
@@ -62,6 +64,21 @@ class MqttSession:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+
+    @classmethod
+    def for_service(
+        cls, client_id: str, settings: Settings, subscriptions: list[tuple[str, int]], **options: bool
+    ) -> MqttSession:
+        """A session on the broker and with the credentials of a service's settings."""
+        return cls(
+            client_id,
+            settings.mqtt_host,
+            settings.mqtt_port,
+            username=settings.mqtt_user,
+            password=settings.mqtt_password,
+            subscriptions=subscriptions,
+            **options,
+        )
 
     def _on_connect(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:

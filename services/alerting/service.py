@@ -52,13 +52,10 @@ class AlertingService:
         self.metrics = AlertingMetrics()
         self.evaluator = Evaluator(default_families(), late_window_ms=settings.late_window_s * 1000)
         self.tracker = AlertTracker({})
-        self.session = MqttSession(
+        self.session = MqttSession.for_service(
             "sitewatch-alerting",
-            settings.mqtt_host,
-            settings.mqtt_port,
-            username=settings.mqtt_user,
-            password=settings.mqtt_password,
-            subscriptions=[("sw/v1/+/+/telemetry", 1), ("sw/v1/+/+/positions", 1), ("sw/v1/+/+/status", 1)],
+            settings,
+            [("sw/v1/+/+/telemetry", 1), ("sw/v1/+/+/positions", 1), ("sw/v1/+/+/status", 1)],
         )
         self._points: dict[int, dict[str, int]] = {}
         self._zones: dict[int, set[str]] = {}

@@ -27,16 +27,7 @@ DESCRIPTION = """Sitewatch HTTP API, version 1 (the external contract is PROTOCO
 async def _publisher(settings: Settings) -> MqttSession:
     """The API's broker session, for pushing the human steps on `sw/v1/{site}/alerts`. The API
     serves without it: paho keeps reconnecting and queues QoS 1 publishes meanwhile."""
-    session = MqttSession(
-        "sitewatch-api",
-        settings.mqtt_host,
-        settings.mqtt_port,
-        username=settings.mqtt_user,
-        password=settings.mqtt_password,
-        subscriptions=[],
-        persistent=False,
-        manual_ack=False,
-    )
+    session = MqttSession.for_service("sitewatch-api", settings, [], persistent=False, manual_ack=False)
     try:
         await session.start(timeout=5.0)
     except TimeoutError:

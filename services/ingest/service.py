@@ -51,13 +51,8 @@ class IngestService:
         self.spool = Spool(settings.data_dir / "spool" / "ingest", settings.spool_max_bytes)
         self._catalog_file = settings.data_dir / "ingest-catalog.json"
         self.sites = catalog_view.read(self._catalog_file)
-        self.session = MqttSession(
-            "sitewatch-ingest",
-            settings.mqtt_host,
-            settings.mqtt_port,
-            username=settings.mqtt_user,
-            password=settings.mqtt_password,
-            subscriptions=[("sw/v1/+/+/telemetry", 1), ("sw/v1/+/+/positions", 1)],
+        self.session = MqttSession.for_service(
+            "sitewatch-ingest", settings, [("sw/v1/+/+/telemetry", 1), ("sw/v1/+/+/positions", 1)]
         )
         # batches ready to write (bounded: backpressure on the broker), and the same in arrival order
         self._ready: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=2 * settings.writers)
