@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -38,6 +38,10 @@ class Gateway:
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._alerts: Callable[[bytes], None] | None = None
+        self._subscribed = threading.Event()
+        self._sub_refused = False
         self._host, self._port = host, port
 
     def _on_connect(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -45,7 +49,25 @@ class Gateway:
             self.refused = str(reason)
         else:
             client.publish(f"{self.prefix}/status", b'{"state": "online"}', qos=1, retain=True)
+            if self._alerts is not None:  # a reconnect resumes the subscription
+                client.subscribe(f"sw/v1/{self.site}/alerts", qos=1)
         self._connected.set()
+
+    def _on_subscribe(self, _c: paho.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
+        self._sub_refused = any(r.is_failure for r in reasons)
+        self._subscribed.set()
+
+    def subscribe_alerts(self, callback: Callable[[bytes], None], timeout: float = 10.0) -> None:
+        """Receive the site's alert objects (raw payloads on paho's thread), as an enterprise's own
+        system does with its gateway's credentials; returns once the broker granted it."""
+        self._alerts = callback
+        self._client.on_message = lambda _c, _u, msg: callback(bytes(msg.payload))
+        self._subscribed.clear()
+        self._client.subscribe(f"sw/v1/{self.site}/alerts", qos=1)
+        if not self._subscribed.wait(timeout):
+            raise TimeoutError("no SUBACK from the broker")
+        if self._sub_refused:
+            raise PermissionError(f"the broker refused {self.site}/{self.gateway} the alerts of {self.site}")
 
     def connect(self, timeout: float = 10.0) -> Gateway:
         self._client.connect(self._host, self._port, keepalive=30)

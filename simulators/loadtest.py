@@ -1,0 +1,516 @@
+"""`sitewatch loadtest`: a paced load of N sites × M points × R readings/s through the real stack,
+measured end to end.
+
+Each site is one gateway with its own credentials, publishing telemetry batches of up to 500
+readings at the requested rate, and subscribed to its own `sw/v1/{site}/alerts` as an enterprise's
+system would be. The load points carry a threshold nobody reaches; one probe point per site carries
+a threshold at 50, and the probes cross it at known instants (round robin over the sites, each
+crossing with its own value): those crossings are the ground truth. From them come
+
+- the end-to-end alert latency, publish of the crossing → its alert on MQTT, p50/p95/p99;
+- precision (activations seen that match a crossing / all activations seen on the load sites) and
+  recall (crossings whose alert arrived / crossings);
+- readings lost: published minus stored, counted in PostgreSQL over the run's time range once
+  ingest has drained (it must be 0), and doubled: stored beyond published.
+
+Ingest rate and evaluator lag come from the services' Prometheus counters (`/metrics`): the lag is
+the readings published but not yet evaluated, in seconds at the publish rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import math
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import numpy as np
+import numpy.typing as npt
+from prometheus_client.parser import text_string_to_metric_families
+
+from simulators.gateway import Gateway
+from sitewatch.stack import Stack
+
+ENTERPRISE = "LOADTEST"
+GATEWAY = "GW-LOAD"
+PROBE = "PROBE"
+PROBE_LIMIT = 50.0
+PER_MESSAGE = 500
+TICK_S = 0.05
+ACTIVATIONS = ("raise", "retrigger")
+STORED = "sitewatch_ingest_readings_stored"
+EVALUATED = "sitewatch_alerting_readings"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    sites: int
+    points_per_site: int
+    rate: float  # readings per second per point
+    duration: float  # seconds of publishing
+    probes_per_s: float = 5.0
+    prefix: str = "LT"
+    drain_timeout: float = 120.0
+
+    @property
+    def readings_per_s(self) -> float:
+        return self.sites * self.points_per_site * self.rate
+
+    def site_code(self, i: int) -> str:
+        return f"{self.prefix}-{i:04d}"
+
+    def catalog(self, password: str) -> dict[str, Any]:
+        """The load sites: generic points with a threshold out of reach (they load, they never
+        alert) and a probe with a plain threshold at 50, no offline or frozen rule (the load
+        stops at the end of the run; that must not raise alerts)."""
+        codes = [self.site_code(i) for i in range(self.sites)]
+        period = max(1, round(1 / self.rate)) if self.rate > 0 else 60
+        return {
+            "enterprises": [{"code": ENTERPRISE, "name": "Load test"}],
+            "sites": [
+                {"code": c, "enterprise": ENTERPRISE, "name": f"负载测试 {c}", "kind": "tank_farm"} for c in codes
+            ],
+            "gateways": [{"code": GATEWAY, "site": c, "password": password} for c in codes],
+            "points": [
+                {
+                    "code": f"P{j:04d}",
+                    "site": c,
+                    "kind": "generic",
+                    "period_s": period,
+                    "rules": [{"rule": "threshold", "above": [1e12]}],
+                }
+                for c in codes
+                for j in range(self.points_per_site)
+            ]
+            + [
+                {
+                    "code": PROBE,
+                    "site": c,
+                    "kind": "generic",
+                    "period_s": 60,
+                    "rules": [{"rule": "threshold", "above": [PROBE_LIMIT]}],
+                }
+                for c in codes
+            ],
+        }
+
+
+@dataclass(slots=True)
+class Sample:
+    """One second of the run, for the progress line and the plot."""
+
+    t: float
+    published_per_s: float
+    stored_per_s: float
+    evaluated_per_s: float
+    lag_s: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+
+
+@dataclass(slots=True)
+class Report:
+    plan: dict[str, Any]
+    started_at: str
+    seconds: float
+    published: int
+    stored: int
+    lost: int
+    doubled: int
+    publish_rate: float
+    ingest_rate: float
+    max_lag_s: float
+    probes: int
+    alerts_matched: int
+    alerts_unexpected: int
+    precision: float
+    recall: float
+    latency_ms: dict[str, float | None]
+    sustained: bool
+    samples: list[Sample] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def text(self) -> str:
+        lat, plan = self.latency_ms, self.plan
+        verdict = "SUSTAINED" if self.sustained else "NOT SUSTAINED"
+        return "\n".join(
+            [
+                f"load test {self.started_at}: {verdict}",
+                f"  plan        {plan['sites']} sites × {plan['points_per_site']} points × {plan['rate']:g}/s"
+                f" for {plan['duration']:g} s = {plan['readings_per_s']:,.0f} readings/s",
+                f"  published   {self.published:,} readings at {self.publish_rate:,.0f}/s",
+                f"  stored      {self.stored:,}   lost {self.lost:,}   doubled {self.doubled:,}",
+                f"  ingest      {self.ingest_rate:,.0f} readings/s   max evaluator lag {self.max_lag_s:.2f} s",
+                f"  alerts      {self.alerts_matched}/{self.probes} probes matched, {self.alerts_unexpected} unexpected"
+                f"   precision {self.precision:.3f} recall {self.recall:.3f}",
+                f"  latency     p50 {_ms(lat['p50'])}  p95 {_ms(lat['p95'])}  p99 {_ms(lat['p99'])}"
+                f"  max {_ms(lat['max'])}  (publish → alert on MQTT)",
+            ]
+        )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def percentiles(latencies_ms: list[float]) -> dict[str, float | None]:
+    if not latencies_ms:
+        return dict.fromkeys(("p50", "p95", "p99", "max"), None)
+    arr = np.asarray(latencies_ms)
+    return {
+        "p50": round(float(np.percentile(arr, 50)), 1),
+        "p95": round(float(np.percentile(arr, 95)), 1),
+        "p99": round(float(np.percentile(arr, 99)), 1),
+        "max": round(float(arr.max()), 1),
+    }
+
+
+class AlertLedger:
+    """Probe crossings sent and alert activations received, matched by (site, value)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent: dict[tuple[str, float], float] = {}
+        self.arrived: dict[tuple[str, float], float] = {}
+        self.unexpected = 0
+
+    def crossing(self, site: str, value: float, at: float) -> None:
+        with self._lock:
+            self.sent[(site, value)] = at
+
+    def on_alert(self, payload: bytes) -> None:
+        now = time.monotonic()
+        try:
+            alert = json.loads(payload)
+        except ValueError:
+            return
+        if alert.get("change") not in ACTIVATIONS:
+            return
+        key = (str(alert.get("site")), float(alert.get("value") or 0.0))
+        with self._lock:
+            if key in self.sent and key not in self.arrived:
+                self.arrived[key] = now
+            else:
+                self.unexpected += 1
+
+    def latencies_ms(self, since: float = 0.0) -> list[float]:
+        with self._lock:
+            return [(self.arrived[k] - s) * 1000 for k, s in self.sent.items() if k in self.arrived and s >= since]
+
+
+class Publisher:
+    """Paces the load in 50 ms ticks from one thread. Each point publishes at `rate` with its own
+    phase and exact timestamps, batched per site into messages of up to 500 readings; the probes
+    cross the threshold on schedule and come back below it two ticks later."""
+
+    def __init__(self, plan: LoadPlan, gateways: list[Gateway], ledger: AlertLedger) -> None:
+        self.plan, self.gateways, self.ledger = plan, gateways, ledger
+        self.published = 0
+        self.t_start_ms = 0
+        self.t_end_ms = 0
+        self._codes = [f"P{j:04d}" for j in range(plan.points_per_site)]
+        self._phase = np.random.default_rng(7).random((plan.sites, plan.points_per_site))
+        self._rng = np.random.default_rng(11)
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        plan = self.plan
+        t0, wall0 = time.monotonic(), time.time() * 1000
+        self.t_start_ms = int(wall0)
+        every = 1 / plan.probes_per_s if plan.probes_per_s > 0 else math.inf
+        next_probe, k = 0.0, 0
+        returns: dict[int, float] = {}  # site → when its probe goes back below the limit
+        infos: list[Any] = []
+        prev = 0.0
+        while not self._stop.is_set():
+            now = min(time.monotonic() - t0, plan.duration)
+            lo = np.floor(prev * plan.rate + self._phase)
+            hi = np.floor(now * plan.rate + self._phase)
+            for s, gw in enumerate(self.gateways):
+                infos.extend(self._publish_site(gw, lo[s], hi[s], self._phase[s], wall0))
+            wall_ms = int(time.time() * 1000)
+            for s in [s for s, when in returns.items() if when <= now]:
+                del returns[s]
+                infos.append(self._probe(s, 0.0, wall_ms))
+            while next_probe <= now < plan.duration:
+                s = k % plan.sites
+                if s not in returns:
+                    value = 100.0 + k  # its own value: the alert names the crossing it answers
+                    self.ledger.crossing(self.gateways[s].site, value, time.monotonic())
+                    infos.append(self._probe(s, value, wall_ms))
+                    returns[s] = now + 2 * TICK_S
+                k += 1
+                next_probe += every
+            prev = now
+            if now >= plan.duration and not returns:
+                break
+            if len(infos) > 10_000:
+                infos = [i for i in infos if not i.is_published()]
+            time.sleep(max(0.0, t0 + now + TICK_S - time.monotonic()))
+        self.t_end_ms = int(time.time() * 1000)
+        for info in infos:
+            info.wait_for_publish(60)
+
+    def _probe(self, site: int, value: float, ts_ms: int) -> Any:
+        self.published += 1
+        return self.gateways[site].telemetry([{"point": PROBE, "ts": ts_ms, "value": value}])
+
+    def _publish_site(
+        self,
+        gw: Gateway,
+        lo: npt.NDArray[np.float64],
+        hi: npt.NDArray[np.float64],
+        phase: npt.NDArray[np.float64],
+        wall0: float,
+    ) -> Iterator[Any]:
+        """One site's readings due in (prev, now], at their scheduled times, in messages of ≤ 500."""
+        counts = (hi - lo).astype(np.int64)
+        idx = np.repeat(np.arange(len(counts)), counts)
+        if not len(idx):
+            return
+        nth = np.arange(len(idx)) - np.repeat(np.cumsum(counts) - counts, counts) + 1
+        ts = (wall0 + (lo[idx] + nth - phase[idx]) / self.plan.rate * 1000).astype(np.int64).tolist()
+        values = np.round(self._rng.normal(20.0, 2.0, len(idx)), 2).tolist()
+        points = idx.tolist()
+        codes = self._codes
+        for start in range(0, len(points), PER_MESSAGE):
+            end = start + PER_MESSAGE
+            body = ",".join(
+                f'{{"point":"{codes[j]}","ts":{t},"value":{v}}}'
+                for j, t, v in zip(points[start:end], ts[start:end], values[start:end], strict=True)
+            )
+            seq, gw.seq = gw.seq, gw.seq + 1
+            self.published += len(points[start:end])
+            yield gw.publish_raw("telemetry", f'{{"seq":{seq},"readings":[{body}]}}'.encode())
+
+
+class Counters:
+    """The services' Prometheus counters, read through the API's `/metrics`."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def read(self) -> dict[str, float]:
+        text = (await self.client.get("/metrics", timeout=10)).text
+        out = dict.fromkeys((STORED, EVALUATED), 0.0)
+        for family in text_string_to_metric_families(text):
+            if family.name in out:
+                out[family.name] = sum(s.value for s in family.samples if s.name.endswith("_total"))
+        return out
+
+
+async def _stored(conn: asyncpg.Connection[Any], plan: LoadPlan, lo_ms: int, hi_ms: int) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM readings r JOIN points p ON p.id = r.point_id JOIN sites s ON s.id = p.site_id"
+            " WHERE s.code = ANY($1) AND r.ts >= to_timestamp($2 / 1000.0) AND r.ts <= to_timestamp($3 / 1000.0)",
+            [plan.site_code(i) for i in range(plan.sites)],
+            lo_ms,
+            hi_ms,
+        )
+    )
+
+
+def _connect_gateways(plan: LoadPlan, mqtt: dict[str, Any], password: str, ledger: AlertLedger) -> list[Gateway]:
+    first_seq = int(time.time() * 1000) * 1000  # above any earlier run's: a rerun is not a redelivery
+    gateways = []
+    for i in range(plan.sites):
+        gw = Gateway(
+            mqtt["host"], mqtt["port"], plan.site_code(i), GATEWAY, password,
+            first_seq=first_seq, client_id=f"loadtest-{plan.site_code(i)}",
+        )  # fmt: skip
+        gw.connect()
+        gw.subscribe_alerts(ledger.on_alert)
+        gateways.append(gw)
+    return gateways
+
+
+async def run(
+    plan: LoadPlan, info: dict[str, Any], dsn: str, on_sample: Callable[[Sample], None] | None = None
+) -> Report:
+    """Load the catalog, publish the plan, sample every second, drain, count and match."""
+    password = secrets.token_urlsafe(12)
+    ledger = AlertLedger()
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    async with httpx.AsyncClient(base_url=info["api"], headers={"Authorization": f"Bearer {info['token']}"}) as api:
+        (await api.put("/api/v1/catalog", json=plan.catalog(password), timeout=120)).raise_for_status()
+        gateways = await asyncio.to_thread(_connect_gateways, plan, info["mqtt"], password, ledger)
+        counters = Counters(api)
+        conn = await asyncpg.connect(dsn)
+        try:
+            publisher = Publisher(plan, gateways, ledger)
+            base = await counters.read()
+            job = asyncio.create_task(asyncio.to_thread(publisher.run))
+            samples = await _sample(plan, publisher, ledger, counters, base, job, on_sample)
+            await job
+            stored = await _drain(conn, plan, publisher)
+            end = await counters.read()
+            await asyncio.sleep(min(2.0, plan.duration))  # the last probes' alerts
+        finally:
+            publisher.stop()
+            await conn.close()
+            for gw in gateways:
+                gw.close()
+    seconds = max((publisher.t_end_ms - publisher.t_start_ms) / 1000, 1e-3)
+    latencies = ledger.latencies_ms()
+    matched, probes = len(ledger.arrived), len(ledger.sent)
+    seen = matched + ledger.unexpected
+    report = Report(
+        plan={**asdict(plan), "readings_per_s": plan.readings_per_s},
+        started_at=started_at,
+        seconds=round(seconds, 2),
+        published=publisher.published,
+        stored=stored,
+        lost=max(0, publisher.published - stored),
+        doubled=max(0, stored - publisher.published),
+        publish_rate=round(publisher.published / seconds, 1),
+        ingest_rate=round((end[STORED] - base[STORED]) / seconds, 1),
+        max_lag_s=round(max((s.lag_s for s in samples), default=0.0), 3),
+        probes=probes,
+        alerts_matched=matched,
+        alerts_unexpected=ledger.unexpected,
+        precision=round(matched / seen, 4) if seen else 1.0,
+        recall=round(matched / probes, 4) if probes else 1.0,
+        latency_ms=percentiles(latencies),
+        sustained=False,
+        samples=samples,
+    )
+    report.sustained = (
+        report.lost == 0
+        and report.doubled == 0
+        and report.publish_rate >= 0.95 * min(plan.readings_per_s, publisher.published / seconds + 1)
+        and report.recall == 1.0
+        and report.precision == 1.0
+        and (report.latency_ms["p99"] or 0.0) < 1000.0
+    )
+    return report
+
+
+async def _sample(
+    plan: LoadPlan,
+    publisher: Publisher,
+    ledger: AlertLedger,
+    counters: Counters,
+    base: dict[str, float],
+    job: asyncio.Task[None],
+    on_sample: Callable[[Sample], None] | None,
+) -> list[Sample]:
+    """Once a second while publishing: rates, lag and the latency of the second's probes."""
+    samples: list[Sample] = []
+    t0 = time.monotonic()
+    last_t, last_pub, last = t0, 0, dict(base)
+    while not job.done():
+        await asyncio.wait({job}, timeout=1.0)
+        now = time.monotonic()
+        try:
+            cur = await counters.read()
+        except httpx.HTTPError:
+            continue
+        span = max(now - last_t, 1e-3)
+        pub = publisher.published
+        lat = ledger.latencies_ms(since=last_t - 2.0)
+        rate = (pub - last_pub) / span
+        behind = pub - (cur[EVALUATED] - base[EVALUATED])
+        sample = Sample(
+            t=round(now - t0, 2),
+            published_per_s=round(rate, 1),
+            stored_per_s=round((cur[STORED] - last[STORED]) / span, 1),
+            evaluated_per_s=round((cur[EVALUATED] - last[EVALUATED]) / span, 1),
+            lag_s=round(max(0.0, behind) / max(plan.readings_per_s, 1.0), 3),
+            latency_p50_ms=percentiles(lat)["p50"],
+            latency_p99_ms=percentiles(lat)["p99"],
+        )
+        samples.append(sample)
+        if on_sample is not None:
+            on_sample(sample)
+        last_t, last_pub, last = now, pub, cur
+    return samples
+
+
+async def _drain(conn: asyncpg.Connection[Any], plan: LoadPlan, publisher: Publisher) -> int:
+    """Readings stored over the run's time range, once ingest has caught up (or stopped moving
+    for 30 s, or `drain_timeout` passed)."""
+    lo, hi = publisher.t_start_ms - 1000, publisher.t_end_ms + 1000
+    deadline = time.monotonic() + plan.drain_timeout
+    stored, moved = -1, time.monotonic()
+    while True:
+        now_stored = await _stored(conn, plan, lo, hi)
+        if now_stored != stored:
+            stored, moved = now_stored, time.monotonic()
+        if stored >= publisher.published or time.monotonic() > deadline or time.monotonic() - moved > 30:
+            return stored
+        await asyncio.sleep(0.5)
+
+
+@contextlib.contextmanager
+def target_stack(data_dir: Path) -> Iterator[tuple[dict[str, Any], str, bool]]:
+    """The stack of `data_dir` when it is up; otherwise a temporary one, stopped and removed at the
+    end. Yields its summary (api, mqtt, token), its DSN and whether it is temporary."""
+    stack = Stack(data_dir)
+    status = stack.status()
+    if status["running"]:
+        yield status, stack.dsn, False
+        return
+    with tempfile.TemporaryDirectory(prefix="sitewatch-loadtest-") as tmp:
+        Path(tmp).chmod(0o755)  # the postgres user must reach its cluster inside
+        temp = Stack(Path(tmp) / "var")
+        try:
+            yield temp.up(), temp.dsn, True
+        finally:
+            temp.down()
+
+
+def plot(report: Report, path: Path) -> None:
+    """Rates and latency over the run, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [s.t for s in report.samples]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
+    top.plot(t, [s.published_per_s for s in report.samples], label="published")
+    top.plot(t, [s.stored_per_s for s in report.samples], label="stored (ingest)")
+    top.plot(t, [s.evaluated_per_s for s in report.samples], label="evaluated (alerting)", linestyle="--")
+    top.axhline(report.plan["readings_per_s"], color="grey", linewidth=0.8, label="target")
+    top.set_ylabel("readings/s")
+    top.legend(loc="lower right")
+    top.set_title(
+        f"{report.plan['sites']} sites × {report.plan['points_per_site']} points × {report.plan['rate']:g}/s"
+        f" — lost {report.lost}, p99 {_ms(report.latency_ms['p99'])}"
+    )
+    bottom.plot(t, [s.latency_p50_ms for s in report.samples], label="alert latency p50 (ms)")
+    bottom.plot(t, [s.latency_p99_ms for s in report.samples], label="alert latency p99 (ms)")
+    bottom.plot(t, [s.lag_s * 1000 for s in report.samples], label="evaluator lag (ms)", linestyle=":")
+    bottom.set_ylabel("ms")
+    bottom.set_xlabel("seconds")
+    bottom.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write(report: Report, out: Path) -> dict[str, Path]:
+    """report.json, report.txt and report.png in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "text": out / "report.txt", "plot": out / "report.png"}
+    paths["json"].write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    paths["text"].write_text(report.text() + "\n")
+    plot(report, paths["plot"])
+    return paths
