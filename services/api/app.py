@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request, Response
 from services.api.events import EventBell
 from services.api.metrics import API_METRICS
 from services.api.routers import alerts, catalog, dead_letters, hazards, health, readings, reports, webhooks
+from services.api.ui import mount_ui
 from services.api.webhooks import WebhookDeliverer
 from sitewatch import __version__
 from sitewatch.mqtt import MqttSession
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Sitewatch", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     for module in (health, catalog, readings, dead_letters, alerts, hazards, reports, webhooks):
         app.include_router(module.router)
+    mount_ui(app)
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
