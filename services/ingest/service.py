@@ -97,8 +97,9 @@ class IngestService:
         self._reload_wanted = True
 
     async def _maybe_reload(self) -> bool:
-        """Reload for an unknown site/point, at most every _RELOAD_MIN_S; True if it reloaded."""
-        if time.monotonic() - self._reloaded_at < _RELOAD_MIN_S:
+        """Reload for an unknown site/point, at most every _RELOAD_MIN_S unless the catalog has
+        announced a change since (a site loaded right after another); True if it reloaded."""
+        if not self._reload_wanted and time.monotonic() - self._reloaded_at < _RELOAD_MIN_S:
             return False
         try:
             await self._reload_catalog()
