@@ -208,7 +208,9 @@ class IngestService:
                     d = self.session.queue.get_nowait()
                 except asyncio.QueueEmpty:
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                    # positions do not wait out the linger: the headcount the API reads from
+                    # tag_locations must be fresh by the time alerting (20 ms batches) pushes its alert
+                    if remaining <= 0 or batch.positions:
                         break
                     try:
                         d = await asyncio.wait_for(self.session.queue.get(), remaining)

@@ -3,7 +3,8 @@
 A batch is the concatenation of many decoded MQTT messages. The message keys are inserted first
 with ON CONFLICT DO NOTHING; rows of messages that were already stored (a QoS 1 redelivery after a
 crash between commit and PUBACK, or a spool replayed twice) are dropped before the readings COPY, so
-a message is stored exactly once whatever happens around it.
+a message is stored exactly once whatever happens around it. The positions of the messages kept
+also move their tags in `tag_locations`, in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from sitewatch.store import partitions
+from sitewatch.store import partitions, tag_locations
 from sitewatch.store.copybin import readings_copy
 
 
@@ -141,6 +142,7 @@ class Writer:
                     records=[(p[1], _ts(p[2]), p[3], p[4], p[5]) for p in positions],
                     columns=["site_id", "ts", "tag", "kind", "zone"],
                 )
+                await tag_locations.apply(conn, tag_locations.by_tag(positions))
             if dead:
                 await conn.copy_records_to_table(
                     "dead_letters",
