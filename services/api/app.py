@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 
 from services.api.events import EventBell
 from services.api.metrics import API_METRICS
-from services.api.routers import alerts, catalog, dead_letters, hazards, health, readings, reports, webhooks
+from services.api.routers import alerts, catalog, dead_letters, hazards, health, readings, reports, sites, webhooks
 from services.api.ui import mount_ui
 from services.api.webhooks import WebhookDeliverer
 from sitewatch import __version__
@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.pool.close()
 
     app = FastAPI(title="Sitewatch", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    for module in (health, catalog, readings, dead_letters, alerts, hazards, reports, webhooks):
+    for module in (health, catalog, sites, readings, dead_letters, alerts, hazards, reports, webhooks):
         app.include_router(module.router)
     mount_ui(app)
 

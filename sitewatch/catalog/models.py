@@ -140,6 +140,7 @@ class Point(Spec):
     code: Code
     site: Code
     kind: PointKind
+    name: str | None = None  # what dispatch calls it (e.g. "3号罐 液位"); kept in `extra`
     unit: str = ""
     period_s: Positive = 60.0
     pair: Code | None = None

@@ -331,6 +331,13 @@ class Slope(Quiet):
         self.site_members = ids[np.argsort(self.site_of[ids], kind="stable")]  # slope points grouped by site
         self.site_ptr = np.searchsorted(self.site_of[self.site_members], np.arange(len(site_index) + 1))
 
+    def trend(self, point: int) -> tuple[int, Trend]:
+        """A point's severity as last signalled and the trend of its last evaluated reading."""
+        st = self.state
+        return int(st.severity[point]), Trend(
+            _opt(st.rate[point]), _opt(st.accel[point]), _opt(st.ratio[point]), _opt_ms(st.forecast[point])
+        )
+
     def on_readings(self, readings: Readings) -> list[Signal]:
         pid, ts, value = readings.point_id.astype(np.int64), readings.ts_ms, readings.value
         good = (readings.quality != 2) & np.isfinite(value)

@@ -180,9 +180,40 @@ MONTHLY_COLUMNS = (
 )
 
 
+# The month's alerts per local day of raise and severity, counted as the daily report counts them.
+_MONTH_DAYS = """
+SELECT (a.raised_at AT TIME ZONE s.timezone)::date AS day, a.severity, count(*) AS raised,
+       count(*) FILTER (WHERE a.state = 'closed' AND NOT a.overdue) AS closed_on_time,
+       count(*) FILTER (WHERE a.state = 'closed' AND a.overdue) AS closed_late,
+       count(*) FILTER (WHERE a.overdue) AS overdue
+FROM alerts a JOIN sites s ON s.id = a.site_id
+WHERE ($3::text[] IS NULL OR s.code = ANY($3)) AND ($4::text IS NULL OR s.code = $4)
+  AND a.raised_at >= $1::timestamp AT TIME ZONE s.timezone AND a.raised_at < $2::timestamp AT TIME ZONE s.timezone
+GROUP BY 1, 2
+"""
+
+DAY_COUNTS = ("closed_on_time", "closed_late", "overdue")
+
+
+async def month_days(
+    conn: db.Queryable, first: dt.date, nxt: dt.date, *, sites: list[str] | None, site: str | None
+) -> list[dict[str, Any]]:
+    """One entry per day of the month: alerts raised that (site-local) day per severity, and of
+    them closed on time, closed late and overdue."""
+    dates = [first + dt.timedelta(days=i) for i in range((nxt - first).days)]
+    raised: dict[dt.date, dict[str, int]] = {d: dict.fromkeys(("1", "2", "3", "4"), 0) for d in dates}
+    counts: dict[dt.date, dict[str, int]] = {d: dict.fromkeys(DAY_COUNTS, 0) for d in dates}
+    for r in await conn.fetch(_MONTH_DAYS, first, nxt, sites, site):
+        raised[r["day"]][str(r["severity"])] += r["raised"]
+        for k in DAY_COUNTS:
+            counts[r["day"]][k] += r[k]
+    return [{"date": d.isoformat(), "raised": raised[d], **counts[d]} for d in dates]
+
+
 async def monthly(conn: db.Queryable, first: dt.date, *, sites: list[str] | None, site: str | None) -> dict[str, Any]:
     """The six found/rectified columns per site, enterprise and in total for the month starting at
-    `first` (each site's local calendar), with the month's alerts raised and overdue beside them."""
+    `first` (each site's local calendar), with the month's alerts raised and overdue beside them,
+    and the alerts of each day."""
     nxt = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     rows = [dict(r) for r in await conn.fetch(_MONTHLY, first, nxt, sites, site)]
     enterprises: dict[str, dict[str, int]] = {}
@@ -199,4 +230,5 @@ async def monthly(conn: db.Queryable, first: dt.date, *, sites: list[str] | None
         ],
         "enterprises": [{"enterprise": e, **v} for e, v in sorted(enterprises.items())],
         "total": total,
+        "days": await month_days(conn, first, nxt, sites=sites, site=site),
     }

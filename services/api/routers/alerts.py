@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from services.api import board
 from services.api.deps import Pool, Principal, not_found, require_uuid, visible_codes
 from services.api.timefmt import local, parse_time
 from sitewatch import auth
@@ -114,13 +115,15 @@ async def stream(
 
 @router.get("/alerts/{alert_id}")
 async def get_alert(pool: Pool, principal: Principal, alert_id: str) -> dict[str, Any]:
-    """One alert with its full, append-only history and, for a point's alert, its readings from
-    10 minutes before to 10 minutes after the raise."""
+    """One alert with its full, append-only history, what its source is (a point with its
+    threshold levels, a zone with the people in it now) and, for a point's alert, its readings
+    from 10 minutes before to 10 minutes after the raise."""
     alert = await _alert_for(pool, principal, alert_id)
     steps = await alert_store.history(pool, alert.id)
     around = await alert_store.readings_around(pool, alert, window_s=AROUND_S)
     return {
         **alert.to_json(),
+        "source_info": await board.source_info(pool, alert),
         "readings": [
             {"ts": local(r["ts"], alert.timezone), "value": r["value"], "quality": QUALITY[r["quality"]]}
             for r in around
