@@ -102,3 +102,19 @@ class Gateway:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+    def leave(self, timeout: float = 10.0) -> None:
+        """Shut down in order: announce `offline` as the last will would, then disconnect (which
+        discards the will)."""
+        self._client.publish(f"{self.prefix}/status", b'{"state": "offline"}', qos=1, retain=True).wait_for_publish(
+            timeout
+        )
+        self.close()
+
+    def die(self) -> None:
+        """Drop the connection without DISCONNECT, as a gateway losing power does: the broker
+        publishes the last will."""
+        self._client.loop_stop()
+        sock = self._client.socket()
+        if sock is not None:
+            sock.close()
