@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from simulators.runner import Checker, Target, play
+from simulators.scenarios import SCENARIOS
 from sitewatch import auth, broker_auth
 from sitewatch.stack import Stack, StackError
 from sitewatch.store import db
@@ -295,4 +297,68 @@ def loadtest(
     typer.echo(report.text())
     typer.echo(f"report: {paths['json']}  {paths['text']}  {paths['plot']}")
     if not report.sustained:
+        raise typer.Exit(1)
+
+
+@app.command("simulate")
+def simulate(
+    scenario: Annotated[
+        str,
+        typer.Option(help="A scenario (see docs/simulators.md), `all` (each in turn) or `none` (quiet sites only)."),
+    ] = "none",
+    sites: Annotated[int, typer.Option(help="Quiet sites to run beside the scenarios, the kinds in turn.")] = 4,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to run: the quiet sites' run (default 60), or how long to --loop (default: forever)."
+        ),
+    ] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Run the scenarios again and again.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice: the same seed, the same sites.")] = 0,
+    prefix: Annotated[str, typer.Option(help="Site codes begin with it.")] = "SIM",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Drive the local stack with simulated sites and check the alerts against the scenarios'
+    ground truth; exits 1 when a ground-truth alert was missed or late, or another alert came."""
+    names = list(SCENARIOS) if scenario == "all" else [] if scenario == "none" else [scenario]
+    if any(n not in SCENARIOS for n in names):
+        raise _fail(f"unknown scenario {scenario!r}: choose from all, none, {', '.join(SCENARIOS)}")
+    if not names and sites < 1:
+        raise _fail("nothing to run: give --sites N or a --scenario")
+    status = _running_stack(data_dir)
+    admin = Stack(data_dir).secrets.get("mqtt_admin")
+    if not admin:
+        raise _fail(f"no broker credentials in {status['data_dir']}: is it a stack started by `sitewatch stack up`?")
+    target = Target(status["api"], status["token"], status["mqtt"]["host"], status["mqtt"]["port"])
+    checker = Checker(target.mqtt_host, target.mqtt_port)
+    checker.subscribe("sitewatch-admin", admin, "sw/v1/+/alerts")
+    if duration is None and not names:
+        duration = 60.0
+    try:
+        session = play(
+            target,
+            names,
+            checker=checker,
+            sites=sites,
+            seed=seed,
+            prefix=prefix,
+            duration_s=duration,
+            loop=loop,
+            out=typer.echo,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        checker.close()
+    total = session.total
+    for r in session.rounds:
+        typer.echo(f"{r.incident.scenario:<14} {r.incident.sim.code:<24} {r.report.summary()}")
+        for step in r.report.unexpected:
+            typer.echo(f"  unexpected: {step}  {step.message}")
+    if session.quiet.unexpected:
+        typer.echo(f"quiet sites: {session.quiet.summary()}")
+        for step in session.quiet.unexpected:
+            typer.echo(f"  unexpected: {step}  {step.message}")
+    typer.echo(f"TOTAL {total.summary()}")
+    if not total.ok:
         raise typer.Exit(1)
