@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import signal
 import time
 from typing import Any
 
@@ -189,3 +191,27 @@ async def test_restart_rebuilds_zone_occupancy(stack: StackHandle, pg: asyncpg.C
     listener.close()
     headcount = [(x["change"], x["value"]) for x in messages if x["rule"] == "headcount" and x["severity"] == 4]
     assert headcount == [("severity", 10), ("clear", 7)]
+
+
+def test_a_last_will_right_after_a_first_reading_covers_that_point(stack: StackHandle) -> None:
+    """The reading and the will reach alerting in one batch: it must judge them in delivery order,
+    so the dead gateway's alert covers the point instead of a point alert following later."""
+    site = unique("LW")
+    doc = site_catalog(site, points=1)
+    doc["points"][0].update(period_s=1, rules=[{"rule": "offline", "factor": 4}])
+    assert stack.load_catalog(doc).status_code == 200
+    listener = AlertListener(stack, site)
+    gw = stack.gateway(site, "GW-1", "gw-secret-1", client_id=unique("dying"))
+    alerting = stack.cli_json("stack", "status", "--json")["components"]["alerting"]["pid"]
+    os.kill(alerting, signal.SIGSTOP)  # both wait at the broker, then arrive together
+    try:
+        gw.flush([gw.telemetry([{"point": "P0", "ts": now_ms(), "value": 1.0}])])
+        gw.die()
+        time.sleep(0.3)
+    finally:
+        os.kill(alerting, signal.SIGCONT)
+    listener.wait(lambda m: any(x["source"]["type"] == "gateway" and x["rule"] == "offline" for x in m))
+    time.sleep(6)  # beyond the point's offline time (4 s): a point alert would have come by now
+    point_alerts = [m for m in listener.messages if m["source"] == {"type": "point", "code": "P0"}]
+    listener.close()
+    assert point_alerts == [], [(m["change"], m["message"], m["raised_at"]) for m in point_alerts]

@@ -190,6 +190,16 @@ class AlertingService:
         readings: list[tuple[int, str, protocol.TelemetryColumns]] = []
         positions: list[tuple[int, protocol.PositionColumns]] = []
         signals: list[Signal] = []
+        done = (0, 0)  # readings and positions evaluated so far
+
+        def catch_up() -> None:
+            """Evaluate what came before a status message first: a gateway's last will must see
+            the readings it sent before dying (delivery order, not channel order)."""
+            nonlocal done
+            signals.extend(self.evaluator.readings(readings[done[0] :], now))
+            signals.extend(self.evaluator.positions(positions[done[1] :], now))
+            done = (len(readings), len(positions))
+
         for d in deliveries:
             topic = protocol.parse_topic(d.topic)
             site_id = self.evaluator.catalog.site_ids.get(topic.site) if topic else None
@@ -206,9 +216,9 @@ class AlertingService:
             else:
                 state = protocol.decode_status(d.payload)
                 if not isinstance(state, protocol.Reject):
+                    catch_up()
                     signals += self.evaluator.status(site_id, topic.gateway, state == "online", d.received_ms)
-        signals += self.evaluator.readings(readings, now)
-        signals += self.evaluator.positions(positions, now)
+        catch_up()
         signals.sort(key=lambda s: s.ts_ms)
         self._emit(signals)
         n_readings = sum(len(c.point_id) for _, _, c in readings)
