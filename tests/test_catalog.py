@@ -409,6 +409,10 @@ def test_default_rules_table() -> None:
     assert families("interlock_bypass") == ["interlock", "offline"]
     assert default_rules("spark", "")[0] == {"rule": "dust", "check": "spark"}
     assert default_rules("airlock_running", "")[0] == {"rule": "dust", "check": "airlock"}
+    # clean air, dry weather and a switched-off plant read exactly 0 for hours: not a frozen sensor
+    for kind, unit in (("gas_lel", "%LEL"), ("gas_toxic", "ppm"), ("gas_toxic", "%OEL"), ("rainfall", "mm/h")):
+        assert {"rule": "frozen", "except_values": [0]} in default_rules(kind, unit)
+    assert {"rule": "frozen"} in default_rules("tank_level", "%")
 
 
 @pytest.mark.parametrize(

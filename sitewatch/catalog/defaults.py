@@ -13,7 +13,8 @@ Every kind gets `offline`; analog kinds also get `frozen`. Choices of ours, not 
 - tank_level 85/95 %, tank_temperature 40/50 °C, tank_pressure 1.4/1.6 MPa (a pressure
   sphere designed for 1.77 MPa): placeholders every tank farm should set per tank.
 - valve_mismatch sits on the feedback point only, so one faulty valve raises one alert.
-- rainfall and power_kw tolerate a value frozen at 0 (dry weather, a plant switched off).
+- rainfall and power_kw tolerate a value frozen at 0 (dry weather, a plant switched off), and so do
+  gas detectors: clean air reads exactly 0 for hours.
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ def _analog(*rules: Rule, frozen: Rule = _FROZEN) -> list[Rule]:
 
 # kind → unit → rules (units compare case-insensitively).
 _ANALOG: dict[str, dict[str, list[Rule]]] = {
-    "gas_lel": {"%LEL": _analog(_threshold(above=[25, 50], latch=True, min=0, max=100))},
+    "gas_lel": {"%LEL": _analog(_threshold(above=[25, 50], latch=True, min=0, max=100), frozen=_FROZEN_BUT_ZERO)},
     "gas_toxic": {
-        "%OEL": _analog(_threshold(above=[100, 200], latch=True, min=0)),
-        "ppm": _analog(_threshold(above=[7, 14], latch=True, min=0)),
+        "%OEL": _analog(_threshold(above=[100, 200], latch=True, min=0), frozen=_FROZEN_BUT_ZERO),
+        "ppm": _analog(_threshold(above=[7, 14], latch=True, min=0), frozen=_FROZEN_BUT_ZERO),
     },
     "hopper_temperature": {"°C": _analog(_threshold(above=[60, 70], deadband=2))},
     "dust_dp": {"Pa": _analog(_threshold(above=[1500, 1800], below=[300], deadband=50, for_s=30))},
