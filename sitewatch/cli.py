@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import asyncpg
 import httpx
 import typer
 
@@ -39,6 +41,7 @@ app.add_typer(report_app, name="report")
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="SITEWATCH_DATA_DIR", help="Where the local stack lives.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DEFAULT_DATA_DIR = Path("./var")
+T = TypeVar("T")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -135,34 +138,78 @@ def catalog_load(
     typer.echo(json.dumps(body, ensure_ascii=False))
 
 
+def _on_database(data_dir: Path, work: Callable[[asyncpg.Connection[Any]], Awaitable[T]]) -> T:
+    """Run `work` on a connection to $SITEWATCH_DSN, or else the running stack's database."""
+    dsn = os.environ.get("SITEWATCH_DSN") or _running_stack(data_dir)["components"]["postgres"]["dsn"]
+
+    async def run() -> T:
+        conn = await db.connect(dsn)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(run())
+    except (ValueError, LookupError) as exc:
+        raise _fail(str(exc)) from exc
+
+
 @token_app.command("create")
 def token_create(
     role: Annotated[str, typer.Option(help="admin, operator or enterprise")],
     sites: Annotated[str | None, typer.Option(help="Comma-separated site codes the token is limited to.")] = None,
     enterprise: Annotated[str | None, typer.Option(help="The enterprise an enterprise token belongs to.")] = None,
     name: Annotated[str, typer.Option(help="Who or what the token is for.")] = "",
+    expires_in: Annotated[str | None, typer.Option(help="Lifetime: 90s, 30m, 8h, 30d, 2w; default none.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Print a new API token (only its hash is stored)."""
-    dsn = os.environ.get("SITEWATCH_DSN") or _running_stack(data_dir)["components"]["postgres"]["dsn"]
-
-    async def create() -> str:
-        conn = await db.connect(dsn)
-        try:
-            return await auth.create_token(
-                conn,
-                role,
-                name=name,
-                enterprise=enterprise,
-                sites=sites.split(",") if sites else None,
-            )
-        finally:
-            await conn.close()
-
+    """Print a new API token (only a salted hash of it is stored)."""
     try:
-        typer.echo(asyncio.run(create()))
+        lifetime = auth.parse_duration(expires_in) if expires_in else None
     except ValueError as exc:
         raise _fail(str(exc)) from exc
+    scope = sites.split(",") if sites else None
+    typer.echo(
+        _on_database(
+            data_dir,
+            lambda conn: auth.create_token(
+                conn, role, name=name, enterprise=enterprise, sites=scope, expires_in=lifetime
+            ),
+        )
+    )
+
+
+@token_app.command("list")
+def token_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: AsJson = False) -> None:
+    """Every token without its secret: id, name, role, scope, expiry and state."""
+    tokens = [t.to_json() for t in _on_database(data_dir, auth.list_tokens)]
+    if as_json:
+        typer.echo(json.dumps(tokens, ensure_ascii=False))
+        return
+    for t in tokens:
+        scope = t["enterprise"] or "-"
+        scope += f" sites {','.join(t['sites'])}" if t["sites"] is not None else ""
+        until = t["revoked_at"] or t["expires_at"] or "-"
+        typer.echo(f"{t['id']:>5}  {t['state']:<8} {t['role']:<10} {t['name'] or '-':<20} {scope:<24} {until}")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token: Annotated[str, typer.Argument(help="The token's id, or its name when one token not revoked has it.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Revoke a token at once: its next API request answers 401."""
+
+    async def revoke(conn: asyncpg.Connection[Any]) -> str:
+        found = await auth.revoke(conn, (await auth.resolve(conn, token)).id)
+        if found is None or found.revoked_at is None:
+            raise LookupError(f"no token {token}")
+        return (
+            f"token {found.id} ({found.name or 'no name'}) revoked at {found.revoked_at.isoformat(timespec='seconds')}"
+        )
+
+    typer.echo(_on_database(data_dir, revoke))
 
 
 @db_app.command("migrate")

@@ -34,6 +34,7 @@ class Settings:
     broker_dir: Path
     broker_pid: int | None
     service_urls: dict[str, str]
+    trusted_proxies: tuple[str, ...] = ()  # addresses or networks whose X-Forwarded-For the API believes
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,4 +64,5 @@ class Settings:
             broker_dir=Path(_env("BROKER_DIR", str(data_dir / "mosquitto"))),
             broker_pid=int(broker_pid) if broker_pid else None,
             service_urls=urls,
+            trusted_proxies=tuple(p.strip() for p in _env("TRUSTED_PROXIES", "").split(",") if p.strip()),
         )

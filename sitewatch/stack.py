@@ -257,9 +257,7 @@ class Stack:
         conn = await db.connect(self.dsn)
         try:
             await migrate(conn)
-            if not await conn.fetchval(
-                "SELECT 1 FROM api_tokens WHERE token_hash = $1", auth.hash_token(self.secrets.get("admin_token", ""))
-            ):
+            if await auth.lookup(conn, self.secrets.get("admin_token", "")) is None:  # none yet, revoked or expired
                 self.secrets.pop("admin_token", None)
                 self.secrets["admin_token"] = await auth.create_token(conn, "admin", name="stack admin")
                 self.layout.secrets_file.write_text(json.dumps(self.secrets, indent=2))

@@ -13,7 +13,11 @@ from sitewatch.settings import Settings
 def main() -> None:
     settings = Settings.from_env()
     host = os.environ.get("SITEWATCH_API_HOST", "127.0.0.1")
-    uvicorn.run(create_app(settings), host=host, port=settings.port, log_level="info", access_log=False)
+    # proxy_headers off: X-Forwarded-For is believed only from SITEWATCH_TRUSTED_PROXIES (services.api.audit),
+    # not from every loopback peer as uvicorn would by default
+    uvicorn.run(
+        create_app(settings), host=host, port=settings.port, log_level="info", access_log=False, proxy_headers=False
+    )
 
 
 if __name__ == "__main__":

@@ -9,9 +9,21 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
+from services.api.audit import AuditMiddleware
 from services.api.events import EventBell
 from services.api.metrics import API_METRICS
-from services.api.routers import alerts, catalog, dead_letters, hazards, health, readings, reports, sites, webhooks
+from services.api.routers import (
+    access,
+    alerts,
+    catalog,
+    dead_letters,
+    hazards,
+    health,
+    readings,
+    reports,
+    sites,
+    webhooks,
+)
 from services.api.ui import mount_ui
 from services.api.webhooks import WebhookDeliverer
 from sitewatch import __version__
@@ -57,8 +69,9 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.pool.close()
 
     app = FastAPI(title="Sitewatch", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    for module in (health, catalog, sites, readings, dead_letters, alerts, hazards, reports, webhooks):
+    for module in (health, catalog, sites, readings, dead_letters, alerts, hazards, reports, webhooks, access):
         app.include_router(module.router)
+    app.add_middleware(AuditMiddleware, trusted_proxies=settings.trusted_proxies)
     mount_ui(app)
 
     @app.middleware("http")

@@ -9,6 +9,7 @@ import asyncpg
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from services.api import audit
 from sitewatch import auth
 from sitewatch.settings import Settings
 
@@ -35,17 +36,24 @@ Pool = Annotated[PgPool, Depends(get_pool)]
 
 
 async def get_principal(
-    pool: Pool, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, pool: Pool, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> auth.Principal:
+    """The caller of a valid token; 401 saying why otherwise (missing, unknown, expired, revoked)."""
     if credentials is None:
+        audit.note(request, auth="missing bearer token")
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
-    principal = await auth.lookup(pool, credentials.credentials)
-    if principal is None:
+    try:
+        principal = await auth.authenticate(pool, credentials.credentials)
+    except auth.TokenRejected as exc:
+        if exc.token is not None:  # the secret matched: an expired or revoked token is named
+            audit.identify(request, exc.token.principal())
+        audit.note(request, auth=exc.reason)
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"}
-        )
+            status.HTTP_401_UNAUTHORIZED, exc.reason, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        ) from None
+    audit.identify(request, principal)
     return principal
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 
+from services.api import audit
 from services.api.deps import Admin, Pool
 from services.api.metrics import API_METRICS
 from sitewatch import broker_auth
@@ -60,6 +61,7 @@ async def put_catalog(request: Request, pool: Pool, _admin: Admin) -> dict[str, 
             await broker_auth.write_gateway_files(conn, settings.broker_dir)
             broker_auth.reload(settings.broker_pid)
     API_METRICS.catalog_loads.labels("changed" if result.changed else "unchanged").inc()
+    audit.note(request, created=result.created, updated=result.updated)
     return {
         "changed": result.changed,
         "created": result.created,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
+from services.api import audit
 from services.api.deps import Pool, Principal, not_found, require_uuid, visible_codes, visible_sites
 from services.api.routers.alerts import _alert_for
 from services.api.routers.reports import month_bounds
@@ -63,7 +64,7 @@ async def _visible_site(pool: Any, principal: Any, site: str) -> None:
 
 
 @router.post("/hazards", status_code=201)
-async def create(pool: Pool, principal: Principal, body: NewHazard) -> dict[str, Any]:
+async def create(request: Request, pool: Pool, principal: Principal, body: NewHazard) -> dict[str, Any]:
     """Record a hazard from an alert (`alert_id`) or by hand (`site`)."""
     if body.alert_id:
         await _alert_for(pool, principal, body.alert_id)
@@ -87,6 +88,7 @@ async def create(pool: Pool, principal: Principal, body: NewHazard) -> dict[str,
         raise HTTPException(exc.status, exc.reason) from exc
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{exc} not found") from exc
+    audit.note(request, hazard=str(hazard["id"]))
     return _json(hazard)
 
 
