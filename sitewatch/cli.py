@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -49,6 +50,10 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _running_stack(data_dir: Path) -> dict[str, Any]:
     """The status of the stack in `data_dir`, which must be running."""
     status = Stack(data_dir).status()
@@ -61,20 +66,35 @@ def _running_stack(data_dir: Path) -> dict[str, Any]:
 def stack_up(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     as_json: AsJson = False,
-    no_simulators: Annotated[bool, typer.Option("--no-simulators", help="Start no simulated sites.")] = False,
+    no_simulators: Annotated[
+        bool,
+        typer.Option(
+            "--no-simulators",
+            help="Start no simulated sites (by default a quiet site of each kind and every scenario in turn, looping).",
+        ),
+    ] = False,
 ) -> None:
     """Start everything that is not running yet; return once all of it is ready."""
     try:
-        info = Stack(data_dir).up()
+        info = Stack(data_dir).up(simulators=not no_simulators)
     except StackError as exc:
         raise _fail(str(exc)) from exc
+    info["ui"] = f"{info['api']}/ui/"
     if as_json:
         typer.echo(json.dumps(info))
         return
+    typer.echo(f"Dispatch room {info['ui']}  (log in with the admin token below)")
     typer.echo(f"API         {info['api']}  (OpenAPI docs: {info['api']}/docs)")
     typer.echo(f"MQTT        {info['mqtt']['host']}:{info['mqtt']['port']}")
     typer.echo(f"Admin token {info['token']}")
     typer.echo(f"Data        {Path(data_dir).resolve()}  (logs in logs/)")
+    if not no_simulators:
+        typer.echo(
+            "Simulated   a quiet site of each kind, and every scenario in turn: the first alerts arrive within a minute"
+        )
+        typer.echo(
+            "            (sitewatch simulate; its log is logs/simulators.log; `stack up --no-simulators` for none)"
+        )
 
 
 @stack_app.command("status")
@@ -381,6 +401,7 @@ def simulate(
     checker.subscribe("sitewatch-admin", admin, "sw/v1/+/alerts")
     if duration is None and not names:
         duration = 60.0
+    signal.signal(signal.SIGTERM, _interrupt)  # `stack down` stops the demo's simulators in order
     try:
         session = play(
             target,

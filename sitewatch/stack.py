@@ -38,6 +38,9 @@ from sitewatch.store.migrate import migrate
 DB_NAME = "sitewatch"
 DB_USER = "sitewatch"
 SERVICES = ("ingest", "alerting", "api")
+SIMULATORS = "simulators"
+# The demo's simulated sites: a quiet site of each kind, and every scenario in turn, again and again.
+SIMULATE_ARGS = ("simulate", "--scenario", "all", "--sites", "4", "--loop")
 READY_TIMEOUT_S = 60.0
 
 
@@ -376,7 +379,26 @@ class Stack:
         _wait_for(name, ready, log=log_path)
 
     # -- public operations ------------------------------------------------------------------------
-    def up(self) -> dict[str, Any]:
+    def _start_simulators(self) -> None:
+        """The demo's simulated sites, a client of the stack like any gateway: not part of the
+        platform, so a simulator that stops does not make the stack "not running"."""
+        entry = self.state.setdefault(SIMULATORS, {})
+        if _alive(entry.get("pid"), SIMULATE_ARGS[0]):
+            return
+        log = open(self.layout.logs / f"{SIMULATORS}.log", "ab")  # noqa: SIM115 (handed to the child)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sitewatch", *SIMULATE_ARGS, "--data-dir", str(self.layout.root)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        entry["pid"] = proc.pid
+        self._save()
+
+    def up(self, *, simulators: bool = False) -> dict[str, Any]:
         self.layout.root.mkdir(parents=True, exist_ok=True)
         self.layout.logs.mkdir(exist_ok=True)
         if self._pg_user():
@@ -389,6 +411,8 @@ class Stack:
             self.down(list(SERVICES))  # they were told the old addresses
         for name in SERVICES:
             self._start_service(name)
+        if simulators:
+            self._start_simulators()
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
@@ -424,6 +448,13 @@ class Stack:
                 "log": str(self.layout.logs / f"{name}.log"),
             }
         running = bool(components) and all(c["running"] for c in components.values())
+        if SIMULATORS in self.state:
+            pid = self.state[SIMULATORS].get("pid")
+            components[SIMULATORS] = {
+                "running": _alive(pid, SIMULATE_ARGS[0]),
+                "pid": pid,
+                "log": str(self.layout.logs / f"{SIMULATORS}.log"),
+            }
         out: dict[str, Any] = {"data_dir": str(self.layout.root), "running": running, "components": components}
         if running:
             out.update(self.summary())
@@ -432,7 +463,7 @@ class Stack:
     def down(self, only: list[str] | None = None) -> list[str]:
         """Stop exactly what `up` started, services first and PostgreSQL last, or only the named
         components (`up` then starts them again). Data stays."""
-        names = [*reversed(SERVICES), "mosquitto", "postgres"]
+        names = [SIMULATORS, *reversed(SERVICES), "mosquitto", "postgres"]
         unknown = set(only or []) - set(names)
         if unknown:
             raise StackError(f"unknown component(s): {', '.join(sorted(unknown))}; choose from {', '.join(names)}")
@@ -445,10 +476,11 @@ class Stack:
                     self._pg_run(_pg_bin("pg_ctl"), "-D", str(self.layout.pg_data), "-m", "fast", "-w", "stop")
                     stopped.append(name)
                 continue
-            entry = (
-                self.state.get("mosquitto", {}) if name == "mosquitto" else self.state.get("services", {}).get(name, {})
-            )
-            marker = "mosquitto" if name == "mosquitto" else f"services.{name}"
+            if name in ("mosquitto", SIMULATORS):
+                entry = self.state.get(name, {})
+                marker = SIMULATE_ARGS[0] if name == SIMULATORS else name
+            else:
+                entry, marker = self.state.get("services", {}).get(name, {}), f"services.{name}"
             if _alive(entry.get("pid"), marker):
                 _terminate(entry["pid"], marker)
                 _reap(entry["pid"])
