@@ -1,9 +1,10 @@
 """`sitewatch loadtest`: a paced load of N sites × M points × R readings/s through the real stack,
 measured end to end.
 
-Each site is one gateway with its own credentials, publishing telemetry batches of up to 500
-readings at the requested rate, and subscribed to its own `sw/v1/{site}/alerts` as an enterprise's
-system would be. The load points carry a threshold nobody reaches; one probe point per site carries
+Each site has two gateways with their own credentials: `GW-LOAD` publishes telemetry batches of up
+to 500 readings at the requested rate through Mosquitto's C client, and `GW-PROBE` (paho) publishes
+the probes and is subscribed to its own `sw/v1/{site}/alerts` as an enterprise's system would be.
+The load points carry a threshold nobody reaches; one probe point per site carries
 a threshold at 50, and the probes cross it at known instants (round robin over the sites, each
 crossing with its own value): those crossings are the ground truth. From them come
 
@@ -40,10 +41,12 @@ import numpy.typing as npt
 from prometheus_client.parser import text_string_to_metric_families
 
 from simulators.gateway import Gateway
+from simulators.load import mosquitto_pub
 from sitewatch.stack import Stack
 
 ENTERPRISE = "LOADTEST"
-GATEWAY = "GW-LOAD"
+LOADER = "GW-LOAD"  # the bulk load, through mosquitto_pub
+PROBER = "GW-PROBE"  # the probes and the alert subscription, through paho
 PROBE = "PROBE"
 PROBE_LIMIT = 50.0
 PER_MESSAGE = 500
@@ -81,7 +84,7 @@ class LoadPlan:
             "sites": [
                 {"code": c, "enterprise": ENTERPRISE, "name": f"负载测试 {c}", "kind": "tank_farm"} for c in codes
             ],
-            "gateways": [{"code": GATEWAY, "site": c, "password": password} for c in codes],
+            "gateways": [{"code": g, "site": c, "password": password} for c in codes for g in (LOADER, PROBER)],
             "points": [
                 {
                     "code": f"P{j:04d}",
@@ -212,24 +215,29 @@ class AlertLedger:
 
 
 class Publisher:
-    """Paces the load in 50 ms ticks from one thread. Each point publishes at `rate` with its own
-    phase and exact timestamps, batched per site into messages of up to 500 readings; the probes
-    cross the threshold on schedule and come back below it two ticks later."""
+    """Paces the load in 50 ms ticks. Each point publishes at `rate` with its own phase and exact
+    timestamps; a site's due readings go out in messages of up to 500 through its own
+    `mosquitto_pub` (Mosquitto's C client: the load generator must cost the machine little beside
+    what it measures). The probes cross the threshold on schedule through the sites' paho gateways
+    and come back below it two ticks later."""
 
-    def __init__(self, plan: LoadPlan, gateways: list[Gateway], ledger: AlertLedger) -> None:
-        self.plan, self.gateways, self.ledger = plan, gateways, ledger
+    def __init__(
+        self, plan: LoadPlan, loaders: list[asyncio.subprocess.Process], probes: list[Gateway], ledger: AlertLedger
+    ) -> None:
+        self.plan, self.loaders, self.probes, self.ledger = plan, loaders, probes, ledger
         self.published = 0
         self.t_start_ms = 0
         self.t_end_ms = 0
         self._codes = [f"P{j:04d}" for j in range(plan.points_per_site)]
         self._phase = np.random.default_rng(7).random((plan.sites, plan.points_per_site))
         self._rng = np.random.default_rng(11)
-        self._stop = threading.Event()
+        self._seq = [int(time.time() * 1000) * 1000] * plan.sites  # above any earlier run's
+        self._stop = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
 
-    def run(self) -> None:
+    async def run(self) -> None:
         plan = self.plan
         t0, wall0 = time.monotonic(), time.time() * 1000
         self.t_start_ms = int(wall0)
@@ -242,8 +250,11 @@ class Publisher:
             now = min(time.monotonic() - t0, plan.duration)
             lo = np.floor(prev * plan.rate + self._phase)
             hi = np.floor(now * plan.rate + self._phase)
-            for s, gw in enumerate(self.gateways):
-                infos.extend(self._publish_site(gw, lo[s], hi[s], self._phase[s], wall0))
+            for s, proc in enumerate(self.loaders):
+                lines = self._lines(s, lo[s], hi[s], wall0)
+                if lines:
+                    assert proc.stdin is not None
+                    proc.stdin.write(b"\n".join(lines) + b"\n")
             wall_ms = int(time.time() * 1000)
             for s in [s for s, when in returns.items() if when <= now]:
                 del returns[s]
@@ -252,52 +263,54 @@ class Publisher:
                 s = k % plan.sites
                 if s not in returns:
                     value = 100.0 + k  # its own value: the alert names the crossing it answers
-                    self.ledger.crossing(self.gateways[s].site, value, time.monotonic())
+                    self.ledger.crossing(self.probes[s].site, value, time.monotonic())
                     infos.append(self._probe(s, value, wall_ms))
                     returns[s] = now + 2 * TICK_S
                 k += 1
                 next_probe += every
+            await asyncio.gather(*(p.stdin.drain() for p in self.loaders if p.stdin is not None))
             prev = now
             if now >= plan.duration and not returns:
                 break
-            if len(infos) > 10_000:
-                infos = [i for i in infos if not i.is_published()]
-            time.sleep(max(0.0, t0 + now + TICK_S - time.monotonic()))
+            await asyncio.sleep(max(0.0, t0 + now + TICK_S - time.monotonic()))
+        for proc in self.loaders:  # closing stdin: mosquitto_pub exits once the broker acked it all
+            assert proc.stdin is not None
+            proc.stdin.close()
+        codes = await asyncio.gather(*(p.wait() for p in self.loaders))
+        await asyncio.to_thread(lambda: [i.wait_for_publish(60) for i in infos])
         self.t_end_ms = int(time.time() * 1000)
-        for info in infos:
-            info.wait_for_publish(60)
+        if any(codes):
+            raise RuntimeError(
+                f"mosquitto_pub failed for {sum(1 for c in codes if c)} site(s): exit codes {set(codes)}"
+            )
 
     def _probe(self, site: int, value: float, ts_ms: int) -> Any:
         self.published += 1
-        return self.gateways[site].telemetry([{"point": PROBE, "ts": ts_ms, "value": value}])
+        return self.probes[site].telemetry([{"point": PROBE, "ts": ts_ms, "value": value}])
 
-    def _publish_site(
-        self,
-        gw: Gateway,
-        lo: npt.NDArray[np.float64],
-        hi: npt.NDArray[np.float64],
-        phase: npt.NDArray[np.float64],
-        wall0: float,
-    ) -> Iterator[Any]:
+    def _lines(self, site: int, lo: npt.NDArray[np.float64], hi: npt.NDArray[np.float64], wall0: float) -> list[bytes]:
         """One site's readings due in (prev, now], at their scheduled times, in messages of ≤ 500."""
         counts = (hi - lo).astype(np.int64)
         idx = np.repeat(np.arange(len(counts)), counts)
         if not len(idx):
-            return
+            return []
+        phase = self._phase[site]
         nth = np.arange(len(idx)) - np.repeat(np.cumsum(counts) - counts, counts) + 1
         ts = (wall0 + (lo[idx] + nth - phase[idx]) / self.plan.rate * 1000).astype(np.int64).tolist()
         values = np.round(self._rng.normal(20.0, 2.0, len(idx)), 2).tolist()
         points = idx.tolist()
         codes = self._codes
+        lines = []
         for start in range(0, len(points), PER_MESSAGE):
             end = start + PER_MESSAGE
             body = ",".join(
                 f'{{"point":"{codes[j]}","ts":{t},"value":{v}}}'
                 for j, t, v in zip(points[start:end], ts[start:end], values[start:end], strict=True)
             )
-            seq, gw.seq = gw.seq, gw.seq + 1
+            seq, self._seq[site] = self._seq[site], self._seq[site] + 1
             self.published += len(points[start:end])
-            yield gw.publish_raw("telemetry", f'{{"seq":{seq},"readings":[{body}]}}'.encode())
+            lines.append(f'{{"seq":{seq},"readings":[{body}]}}'.encode())
+        return lines
 
 
 class Counters:
@@ -327,18 +340,33 @@ async def _stored(conn: asyncpg.Connection[Any], plan: LoadPlan, lo_ms: int, hi_
     )
 
 
-def _connect_gateways(plan: LoadPlan, mqtt: dict[str, Any], password: str, ledger: AlertLedger) -> list[Gateway]:
+def _connect_probes(plan: LoadPlan, mqtt: dict[str, Any], password: str, ledger: AlertLedger) -> list[Gateway]:
     first_seq = int(time.time() * 1000) * 1000  # above any earlier run's: a rerun is not a redelivery
     gateways = []
     for i in range(plan.sites):
         gw = Gateway(
-            mqtt["host"], mqtt["port"], plan.site_code(i), GATEWAY, password,
-            first_seq=first_seq, client_id=f"loadtest-{plan.site_code(i)}",
+            mqtt["host"], mqtt["port"], plan.site_code(i), PROBER, password,
+            first_seq=first_seq, client_id=f"loadtest-probe-{plan.site_code(i)}",
         )  # fmt: skip
         gw.connect()
         gw.subscribe_alerts(ledger.on_alert)
         gateways.append(gw)
     return gateways
+
+
+async def _start_loaders(plan: LoadPlan, mqtt: dict[str, Any], password: str) -> list[asyncio.subprocess.Process]:
+    return [
+        await mosquitto_pub(
+            mqtt["host"],
+            mqtt["port"],
+            plan.site_code(i),
+            LOADER,
+            password,
+            stdin=asyncio.subprocess.PIPE,
+            client_id=f"loadtest-load-{plan.site_code(i)}",
+        )
+        for i in range(plan.sites)
+    ]
 
 
 async def run(
@@ -350,13 +378,14 @@ async def run(
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     async with httpx.AsyncClient(base_url=info["api"], headers={"Authorization": f"Bearer {info['token']}"}) as api:
         (await api.put("/api/v1/catalog", json=plan.catalog(password), timeout=120)).raise_for_status()
-        gateways = await asyncio.to_thread(_connect_gateways, plan, info["mqtt"], password, ledger)
+        gateways = await asyncio.to_thread(_connect_probes, plan, info["mqtt"], password, ledger)
+        loaders = await _start_loaders(plan, info["mqtt"], password)
         counters = Counters(api)
         conn = await asyncpg.connect(dsn)
         try:
-            publisher = Publisher(plan, gateways, ledger)
+            publisher = Publisher(plan, loaders, gateways, ledger)
             base = await counters.read()
-            job = asyncio.create_task(asyncio.to_thread(publisher.run))
+            job = asyncio.create_task(publisher.run())
             samples = await _sample(plan, publisher, ledger, counters, base, job, on_sample)
             await job
             stored = await _drain(conn, plan, publisher)
@@ -367,6 +396,9 @@ async def run(
             await conn.close()
             for gw in gateways:
                 gw.close()
+            for proc in loaders:
+                if proc.returncode is None:
+                    proc.kill()
     seconds = max((publisher.t_end_ms - publisher.t_start_ms) / 1000, 1e-3)
     latencies = ledger.latencies_ms()
     matched, probes = len(ledger.arrived), len(ledger.sent)
