@@ -77,6 +77,12 @@ def test_a_headcount_alert_shows_the_zones_occupants(stack: StackHandle, ui: Ui)
     expect(zone).to_have_attribute("data-state", "alarm")
     expect(zone.locator(".headcount")).to_have_text("10")
     expect(zone.locator(".limit")).to_have_text(" / 9")
+    # the zone card opens who is in the zone, and closes it again
+    zone.click()
+    expect(page.locator("section.occupants table.occupants tbody tr")).to_have_count(10)
+    expect(zone).to_have_class(re.compile(r"\bopen\b"))
+    zone.click()
+    expect(page.locator("section.occupants")).to_have_count(0)
 
 
 def test_the_site_page_shows_points_with_value_state_and_sparkline(stack: StackHandle, ui: Ui) -> None:

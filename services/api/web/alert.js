@@ -118,7 +118,8 @@ function history(alert) {
   );
 }
 
-function occupants(zone) {
+/** Who is in a zone: its headcount against its limit and each occupant (tag, person, since). */
+export function occupants(zone) {
   const people = zone.occupants ?? [];
   return el(
     "section.occupants",

@@ -3,6 +3,7 @@
 // the failure-time forecast. Refreshed from the small per-site endpoints when the stream brings
 // a change of this site, and every 10 s.
 
+import { occupants } from "./alert.js";
 import { api, pageData } from "./api.js";
 import { sparkline } from "./charts.js";
 import { t, tr } from "./i18n.js";
@@ -13,13 +14,19 @@ import { SEVERITIES, SEVERITY_COLOUR, debounce, el, fill, fmtMsLike, fmtNumber, 
 const REFRESH_MS = 10000;
 const POINTS = 200;
 
-function zoneCard(zone) {
+function zoneCard(zone, { open, toggle }) {
   const limit = zone.limit || null; // a zone without a limit has no bar to fill
   const share = limit ? Math.min(100, (zone.headcount / limit) * 100) : 0;
   const warnAt = limit && zone.warn_at ? Math.min(100, (zone.warn_at / limit) * 100) : null;
   return el(
-    `article.zone.zone-${zone.state}`,
-    { dataset: { zone: zone.code, state: zone.state } },
+    `article.zone.zone-${zone.state}${open ? ".open" : ""}`,
+    {
+      dataset: { zone: zone.code, state: zone.state },
+      title: t("site.zone_click"),
+      tabindex: "0",
+      onclick: () => toggle(zone.code),
+      onkeydown: (e) => e.key === "Enter" && toggle(zone.code),
+    },
     el("header", {}, el("strong", {}, zone.name || zone.code), el("small", {}, zone.code)),
     el(
       "div.count",
@@ -131,16 +138,22 @@ function siteHead(code, zones) {
 }
 
 export function mountSite(root, code, { notFound }) {
-  const state = { stopped: false, notFound };
+  const state = { stopped: false, notFound, zone: null }; // zone: the one whose occupants are shown
+  const base = `/sites/${encodeURIComponent(code)}`;
   const load = async () => {
     const found = await pageData(state, () =>
       Promise.all([
-        api(`/sites/${encodeURIComponent(code)}/zones`),
-        api(`/sites/${encodeURIComponent(code)}/points`, { params: { limit: POINTS } }),
+        api(`${base}/zones`),
+        api(`${base}/points`, { params: { limit: POINTS } }),
+        state.zone ? api(`${base}/zones/${encodeURIComponent(state.zone)}`).catch(() => null) : null,
       ]),
     );
     if (!found || state.stopped) return;
-    const [zones, points] = found;
+    const [zones, points, zone] = found;
+    const toggle = (z) => {
+      state.zone = state.zone === z ? null : z;
+      refresh();
+    };
     const slopes = points.points.filter((p) => p.trend);
     fill(
       root,
@@ -148,7 +161,13 @@ export function mountSite(root, code, { notFound }) {
         "section.site-page",
         { dataset: { site: code } },
         siteHead(code, zones),
-        zones.zones.length ? [el("h2", {}, t("site.zones")), el("div.zones", {}, zones.zones.map(zoneCard))] : null,
+        zones.zones.length
+          ? [
+              el("h2", {}, t("site.zones")),
+              el("div.zones", {}, zones.zones.map((z) => zoneCard(z, { open: z.code === state.zone, toggle }))),
+              zone ? occupants(zone) : null,
+            ]
+          : null,
         slopes.length
           ? [
               el("h2", {}, t("site.slope")),
