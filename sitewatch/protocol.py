@@ -243,7 +243,7 @@ def decode_telemetry(
     A reading gets at most one reject, checked in this order: invalid reading, unknown point,
     bad timestamp, non-numeric value, bad quality.
     """
-    if len(payload) <= MAX_PAYLOAD:
+    if len(payload) <= MAX_PAYLOAD and _utf8(payload):
         try:
             batch = _STRICT.decode(payload)
         except _DECODE_ERRORS:
@@ -260,7 +260,7 @@ def decode_telemetry(
                 points,
                 min_ts_ms,
                 max_ts_ms,
-                lambda: _LENIENT.decode(payload)["readings"],
+                lambda: _strict_items(payload, batch),
             )
     try:
         seq, readings = _message(payload, "readings")
@@ -282,6 +282,31 @@ def decode_telemetry(
         index,
         bad,
     )
+
+
+def _utf8(payload: bytes) -> bool:
+    """Whether the payload is UTF-8: the strict decoder skips unknown fields without looking."""
+    if payload.isascii():  # the usual case, and much faster than decoding
+        return True
+    try:
+        payload.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _strict_items(payload: bytes, batch: _Batch) -> list[Any]:
+    """The readings of a strictly decoded batch as parsed JSON, for its rejects.
+
+    The strict decoder skips unknown fields; one may hold what the lenient decoder refuses (an
+    integer of more than 4,300 digits). The rejects then show the readings as decoded instead of
+    losing the batch.
+    """
+    try:
+        readings: list[Any] = _LENIENT.decode(payload)["readings"]
+    except _DECODE_ERRORS:
+        return [msgspec.structs.asdict(reading) for reading in batch.readings]
+    return readings
 
 
 def _reading_fields(reading: Any) -> tuple[str, str | int, float, int]:
