@@ -93,6 +93,17 @@ def encode(node: Any) -> bytes:
 # Strategies
 
 
+def weighted(*options: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
+    """One of the strategies, in proportion to its weight (`one_of` drops repeats); shrinks to the first."""
+    index = st.sampled_from([i for i, (weight, _) in enumerate(options) for _ in range(weight)])
+
+    @st.composite
+    def one(draw: st.DrawFn) -> Any:
+        return draw(options[draw(index)][1])
+
+    return one()
+
+
 IDENTIFIERS = st.text(IDENT_CHARS, min_size=1, max_size=64)
 
 BAD_IDENTIFIERS = st.one_of(  # outside [A-Za-z0-9_.-]{1,64}: empty, too long, MQTT wildcards, Unicode digits
@@ -104,14 +115,11 @@ BAD_IDENTIFIERS = st.one_of(  # outside [A-Za-z0-9_.-]{1,64}: empty, too long, M
 
 def json_values(max_leaves: int) -> st.SearchStrategy[Any]:
     """Any JSON value: finite numbers, strings with any code point, lone surrogates raw and escaped."""
-    scalars = st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(-(10**30), 10**30),
-        st.floats(allow_nan=False, allow_infinity=False),
-        st.text(max_size=8),
-        st.text(st.characters(categories=["Cs"]), min_size=1, max_size=2),  # raw: bytes that are not UTF-8
-        st.sampled_from(['"\\ud800"', '"\\udfff x"', '"\\ud83d\\ude00"', '"a\\u0000b"']).map(Raw),
+    scalars = weighted(
+        (4, st.one_of(st.none(), st.booleans(), st.integers(-(10**30), 10**30), st.text(max_size=8))),
+        (2, st.floats(allow_nan=False, allow_infinity=False)),
+        (1, st.sampled_from(['"a\\u0000b"', '"\\ud83d\\ude00"', '"\\ud800"', '"\\udfff x"']).map(Raw)),  # escapes
+        (1, st.text(st.characters(categories=["Cs"]), min_size=1, max_size=2)),  # raw: bytes that are not UTF-8
     )
     return st.recursive(
         scalars,
@@ -158,8 +166,8 @@ def far_timestamps(window: tuple[int, int]) -> st.SearchStrategy[Any]:
             ]
         ),
         st.booleans(),
-        st.floats(),
-        st.sampled_from(["1.5e12", "1e400", "NaN"]).map(Raw),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.sampled_from(["1.5e12", "1e400", "-1e400", "NaN"]).map(Raw),
         ANY_SMALL,
     )
 
@@ -194,24 +202,24 @@ def _spoilable(
 ) -> st.SearchStrategy[Any]:
     """Valid items, the same with one to three fields spoilt or dropped or a key repeated, and any JSON."""
     fields = st.lists(st.sampled_from(list(hostile)), min_size=1, max_size=3, unique=True)
-    dice = st.integers(0, 7)
+    dice = st.sampled_from([False] * 7 + [True])  # one in eight
 
     @st.composite
     def spoiled(draw: st.DrawFn) -> Any:
         item = draw(valid)
         names = draw(fields)
         for name in names:
-            if draw(dice) == 0:
+            if draw(dice):
                 item.pop(name, None)
             else:
                 item[name] = draw(hostile[name])
-        if draw(dice) == 0:  # a repeated key: the last one counts, as in any JSON object
+        if draw(dice):  # a repeated key: the last one counts, as in any JSON object
             first = draw(ANY_SMALL)
             pairs = [(key, first if key == names[0] else value) for key, value in item.items()]
             return Pairs((*pairs, (names[0], item[names[0]]))) if names[0] in item else Pairs(tuple(pairs))
         return item
 
-    return st.one_of(valid, valid, spoiled(), json_values(3))
+    return weighted((4, valid), (3, spoiled()), (1, json_values(3)))
 
 
 def readings(points: Sequence[str], window: tuple[int, int]) -> st.SearchStrategy[Any]:
@@ -255,8 +263,10 @@ def events(zones: Sequence[str], window: tuple[int, int]) -> st.SearchStrategy[A
     return _spoilable(valid, hostile)
 
 
-SEQS = st.one_of(  # mostly valid; sometimes negative, 2**63, a float, a string, a boolean
-    *[st.integers(0, 2**63 - 1)] * 3, st.sampled_from([-1, 2**63, 1.0, "1", True, None, Raw("1e400")]), ANY_SMALL
+SEQS = weighted(  # mostly valid; sometimes negative, 2**63, a float, a string, a boolean
+    (8, st.integers(0, 2**63 - 1)),
+    (1, st.sampled_from([-1, 2**63, 1.0, "1", True, None, Raw("1e400")])),
+    (1, ANY_SMALL),
 )
 
 
@@ -265,34 +275,37 @@ def envelope(key: str, items: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     batch = st.lists(items, max_size=12)
     extra = st.dictionaries(st.text(max_size=6), ANY_MEDIUM, min_size=1, max_size=1)
     right = st.builds(lambda seq, items: {"seq": seq, key: items}, SEQS, batch)
-    return st.one_of(
-        *[right] * 16,
-        st.builds(lambda more, message: {**more, **message}, extra, right),  # more fields, ignored
-        st.builds(lambda items: {key: items}, batch),  # no seq
-        st.builds(lambda seq, items: {"seq": seq, key: items}, SEQS, ANY_SMALL),  # items not a list
-        json_values(4),  # not an object, or one without the batch's keys
+    return weighted(
+        (16, right),
+        (1, st.builds(lambda more, message: {**more, **message}, extra, right)),  # more fields, ignored
+        (1, st.builds(lambda items: {key: items}, batch)),  # no seq
+        (1, st.builds(lambda seq, items: {"seq": seq, key: items}, SEQS, ANY_SMALL)),  # items not a list
+        (1, json_values(4)),  # not an object, or one without the batch's keys
     )
 
 
 BAD_BYTES = st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x00", b"\x80", b"\xc0\x80"])
 
 
+SPOILS = st.sampled_from(["keep"] * 35 + ["cut", "bytes", "bom", "size", "junk"])  # keep: also what shrinks to
+
+
 @st.composite
 def spoil_bytes(draw: st.DrawFn, payload: bytes) -> bytes:
     """Mostly the payload as written; sometimes cut, padded to 1 MiB and past, or spoilt by bytes
     that make it something else than UTF-8 JSON."""
-    choice = draw(st.integers(0, 39))
-    if choice == 0 and payload:
-        return payload[: draw(st.integers(0, len(payload) - 1))]  # truncated
-    if choice == 1:
+    spoil = draw(SPOILS)
+    if spoil == "cut" and payload:
+        return payload[: draw(st.integers(0, len(payload) - 1))]
+    if spoil == "bytes":
         at = draw(st.integers(0, len(payload)))
         return payload[:at] + draw(BAD_BYTES) + payload[at:]  # invalid UTF-8 or a NUL, anywhere
-    if choice == 2:
-        return b"\xef\xbb\xbf" + payload  # a byte order mark
-    if choice == 3:
+    if spoil == "bom":
+        return b"\xef\xbb\xbf" + payload
+    if spoil == "size":
         size = draw(st.sampled_from([MAX_PAYLOAD, MAX_PAYLOAD + 1, MAX_PAYLOAD + 4096]))
         return payload + b" " * max(0, size - len(payload))  # at, or just past, the limit
-    if choice == 4:
+    if spoil == "junk":
         return draw(st.binary(max_size=64))
     return payload
 

@@ -77,7 +77,7 @@ HANDCRAFTED = [
 ]
 
 
-@budget(2000)
+@budget(1500)
 @given(telemetry_payloads([*POINTS, "GT-999"], WINDOW_MS))
 def test_telemetry_matches_the_reference(payload: bytes) -> None:
     check_telemetry(payload, POINTS, WINDOW_MS)
@@ -92,7 +92,7 @@ def test_handcrafted_telemetry() -> None:
     assert 15_000 in kept and all(kept)
 
 
-@budget(1200)
+@budget(800)
 @given(position_payloads([*ZONES], WINDOW_MS))
 @example(
     batch(
@@ -104,7 +104,7 @@ def test_positions_match_the_reference(payload: bytes) -> None:
     check_positions(payload, ZONES, WINDOW_MS)
 
 
-@budget(800)
+@budget(500)
 @given(status_payloads())
 @example(b'{"state": "online"}\x00')
 @example(b'{"state": "online", "state": "offline"}')
@@ -112,7 +112,7 @@ def test_status_matches_the_reference(payload: bytes) -> None:
     check_status(payload)
 
 
-@budget(800)
+@budget(500)
 @given(topics())
 @example("sw/v1/MINE-A/GW-1/telemetry\x00")
 @example("sw/v1/MINE-A/٣/status")

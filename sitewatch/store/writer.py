@@ -91,6 +91,12 @@ def _ts(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
+def _text(text: str) -> str:
+    """A dead letter's detail or item as PostgreSQL text, which cannot hold U+0000: a NUL in a
+    payload (kept as text) would fail the batch's transaction, and ingest with it."""
+    return text.replace("\x00", "\ufffd")
+
+
 class Writer:
     """Writes batches on one connection; caches which daily partitions exist (native mode)."""
 
@@ -146,7 +152,7 @@ class Writer:
             if dead:
                 await conn.copy_records_to_table(
                     "dead_letters",
-                    records=[(_ts(d[1]), *d[2:]) for d in dead],
+                    records=[(_ts(d[1]), *d[2:7], _text(d[7]), d[8] and _text(d[8])) for d in dead],
                     columns=["received_at", "site", "gateway", "topic", "seq", "reason", "detail", "item"],
                 )
         return WriteResult(len(ts), len(positions), len(dead), duplicates)
