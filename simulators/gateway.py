@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+
+from sitewatch.tls import client_context
 
 
 class Gateway:
@@ -24,7 +27,11 @@ class Gateway:
         username: str | None = None,
         first_seq: int = 1,
         client_id: str | None = None,
+        cafile: str | Path | None = None,
+        tls: bool = False,
     ) -> None:
+        """`cafile` (or `tls`, to trust the system's CAs) connects over TLS, verifying the broker's
+        certificate and name."""
         self.site, self.gateway = site, gateway
         self.seq = first_seq
         self.prefix = f"sw/v1/{site}/{gateway}"
@@ -34,6 +41,8 @@ class Gateway:
             CallbackAPIVersion.VERSION2, client_id=client_id or f"gw-{site}-{gateway}", protocol=paho.MQTTv311
         )
         self._client.username_pw_set(username or f"{site}/{gateway}", password)
+        if tls or cafile:
+            self._client.tls_set_context(client_context(cafile))
         self._client.will_set(f"{self.prefix}/status", b'{"state": "offline"}', qos=1, retain=True)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)

@@ -43,6 +43,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from simulators.gateway import Gateway
 from simulators.load import mosquitto_pub
 from sitewatch.stack import Stack
+from sitewatch.tls import verify
 
 ENTERPRISE = "LOADTEST"
 LOADER = "GW-LOAD"  # the bulk load, through mosquitto_pub
@@ -346,7 +347,7 @@ def _connect_probes(plan: LoadPlan, mqtt: dict[str, Any], password: str, ledger:
     for i in range(plan.sites):
         gw = Gateway(
             mqtt["host"], mqtt["port"], plan.site_code(i), PROBER, password,
-            first_seq=first_seq, client_id=f"loadtest-probe-{plan.site_code(i)}",
+            first_seq=first_seq, client_id=f"loadtest-probe-{plan.site_code(i)}", cafile=mqtt.get("cafile"),
         )  # fmt: skip
         gw.connect()
         gw.subscribe_alerts(ledger.on_alert)
@@ -364,6 +365,7 @@ async def _start_loaders(plan: LoadPlan, mqtt: dict[str, Any], password: str) ->
             password,
             stdin=asyncio.subprocess.PIPE,
             client_id=f"loadtest-load-{plan.site_code(i)}",
+            cafile=mqtt.get("cafile"),
         )
         for i in range(plan.sites)
     ]
@@ -376,7 +378,10 @@ async def run(
     password = secrets.token_urlsafe(12)
     ledger = AlertLedger()
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    async with httpx.AsyncClient(base_url=info["api"], headers={"Authorization": f"Bearer {info['token']}"}) as api:
+    headers = {"Authorization": f"Bearer {info['token']}"}
+    async with httpx.AsyncClient(
+        base_url=info["api"], headers=headers, verify=verify(info["mqtt"].get("cafile"))
+    ) as api:
         (await api.put("/api/v1/catalog", json=plan.catalog(password), timeout=120)).raise_for_status()
         gateways = await asyncio.to_thread(_connect_probes, plan, info["mqtt"], password, ledger)
         loaders = await _start_loaders(plan, info["mqtt"], password)

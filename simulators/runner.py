@@ -33,6 +33,7 @@ from simulators.gateway import Gateway
 from simulators.scenarios import SCENARIOS, Incident, make
 from simulators.sites import KINDS, Batch, SiteSim, merge_catalogs
 from simulators.truth import Expected, Report, Step, Steps, judge
+from sitewatch.tls import client_context, verify
 
 TICK_S = 0.25
 DISPATCHER = "模拟调度员 simulator"
@@ -50,6 +51,13 @@ class Target:
     token: str
     mqtt_host: str
     mqtt_port: int
+    mqtt_cafile: str | None = None  # TLS (`stack up --tls`): the CA of the broker's and the API's certificates
+
+    @classmethod
+    def of(cls, status: dict[str, Any]) -> Target:
+        """The target a `stack up --json` or `stack status --json` describes."""
+        mqtt = status["mqtt"]
+        return cls(status["api"], status["token"], mqtt["host"], mqtt["port"], mqtt.get("cafile"))
 
 
 class Api:
@@ -57,7 +65,10 @@ class Api:
 
     def __init__(self, target: Target) -> None:
         self._http = httpx.Client(
-            base_url=f"{target.api}/api/v1", headers={"Authorization": f"Bearer {target.token}"}, timeout=60
+            base_url=f"{target.api}/api/v1",
+            headers={"Authorization": f"Bearer {target.token}"},
+            timeout=60,
+            verify=verify(target.mqtt_cafile),
         )
 
     def load(self, doc: dict[str, Any]) -> dict[str, Any]:
@@ -93,8 +104,8 @@ class Api:
 class Checker:
     """Alert messages from the broker as `Step`s, kept in arrival order (thread-safe)."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, cafile: str | None = None) -> None:
+        self.host, self.port, self.cafile = host, port, cafile
         self._clients: list[paho.Client] = []
         self._steps = Steps()
         self._lock = threading.Lock()
@@ -107,6 +118,8 @@ class Checker:
         subscribed = threading.Event()
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-checker-{len(self._clients)}-{now_ms()}")
         client.username_pw_set(username, password)
+        if self.cafile:
+            client.tls_set_context(client_context(self.cafile))
         client.on_message = lambda _c, _u, msg: self._on_message(msg.payload)
         client.on_subscribe = lambda *_: subscribed.set()
         client.on_connect = lambda c, *_: c.subscribe(topic, 1)
@@ -181,7 +194,13 @@ class Runner:
         for attempt in range(attempts):
             try:
                 gateway = Gateway(
-                    self.target.mqtt_host, self.target.mqtt_port, sim.code, gw, sim.password(gw), first_seq=seq
+                    self.target.mqtt_host,
+                    self.target.mqtt_port,
+                    sim.code,
+                    gw,
+                    sim.password(gw),
+                    first_seq=seq,
+                    cafile=self.target.mqtt_cafile,
                 )
                 self._gateways[key] = gateway.connect()
                 return

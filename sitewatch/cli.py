@@ -20,6 +20,7 @@ from sitewatch import auth, broker_auth
 from sitewatch.stack import Stack, StackError
 from sitewatch.store import db
 from sitewatch.store.migrate import migrate
+from sitewatch.tls import TlsFiles, verify
 
 app = typer.Typer(
     help="Sitewatch: telemetry ingestion and early warning for safety monitoring.",
@@ -73,10 +74,20 @@ def stack_up(
             help="Start no simulated sites (by default a quiet site of each kind and every scenario in turn, looping).",
         ),
     ] = False,
+    tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls/--no-tls",
+            help="MQTT over TLS only and the API over HTTPS, with a local CA made in DATA_DIR/tls/; "
+            "the choice is kept for later `stack up`s.",
+        ),
+    ] = None,
 ) -> None:
     """Start everything that is not running yet; return once all of it is ready."""
     try:
-        info = Stack(data_dir).up(simulators=not no_simulators)
+        stack = Stack(data_dir)
+        stack.use_tls(tls)
+        info = stack.up(simulators=not no_simulators)
     except StackError as exc:
         raise _fail(str(exc)) from exc
     info["ui"] = f"{info['api']}/ui/"
@@ -86,6 +97,8 @@ def stack_up(
     typer.echo(f"Dispatch room {info['ui']}  (log in with the admin token below)")
     typer.echo(f"API         {info['api']}  (OpenAPI docs: {info['api']}/docs)")
     typer.echo(f"MQTT        {info['mqtt']['host']}:{info['mqtt']['port']}")
+    if info["mqtt"].get("tls"):
+        typer.echo(f"TLS         MQTT over TLS only, the API over HTTPS; trust {info['mqtt']['cafile']}")
     typer.echo(f"Admin token {info['token']}")
     typer.echo(f"Data        {Path(data_dir).resolve()}  (logs in logs/)")
     if not no_simulators:
@@ -146,6 +159,7 @@ def catalog_load(
             "Content-Type": "application/yaml" if yaml else "application/json",
         },
         timeout=60,
+        verify=verify(status["mqtt"].get("cafile")),
     )
     body = r.json()
     if r.status_code == 422:
@@ -253,14 +267,27 @@ def db_migrate(
 def broker_init(
     directory: Annotated[Path, typer.Option("--dir", help="The broker's configuration directory.")],
     dsn: Annotated[str, typer.Option(envvar="SITEWATCH_DSN", help="PostgreSQL DSN of the deployment.")],
-    port: Annotated[int, typer.Option(help="Listener port.")] = 1883,
+    port: Annotated[int | None, typer.Option(help="Listener port; default 8883 with TLS, else 1883.")] = None,
     host: Annotated[str, typer.Option(help="Listener address.")] = "0.0.0.0",
     user: Annotated[str, typer.Option(help="The user Mosquitto drops to when started as root.")] = "mosquitto",
+    certfile: Annotated[
+        Path | None, typer.Option(help="The broker's certificate chain (PEM, leaf first): the listener is TLS only.")
+    ] = None,
+    keyfile: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM).")] = None,
+    cafile: Annotated[
+        Path | None, typer.Option(help="CA certificates (PEM) of the chain, written as the listener's cafile.")
+    ] = None,
 ) -> None:
     """Write mosquitto.conf, the service users and the catalog's gateways for a deployment's broker.
 
-    Service passwords come from SITEWATCH_MQTT_PASSWORD_INGEST, _ALERTING, _API and _ADMIN.
+    Service passwords come from SITEWATCH_MQTT_PASSWORD_INGEST, _ALERTING, _API and _ADMIN. With
+    --certfile and --keyfile the one listener is MQTT over TLS (1.2 and up), on 8883 by default.
     """
+    if (certfile is None) != (keyfile is None) or (cafile is not None and certfile is None):
+        raise _fail("TLS needs both --certfile and --keyfile (and --cafile only with them)")
+    tls = None
+    if certfile and keyfile:
+        tls = TlsFiles(certfile.absolute(), keyfile.absolute(), cafile.absolute() if cafile else None)
     names = list(broker_auth.SERVICE_USERS)
     passwords = {n: os.environ.get(f"SITEWATCH_MQTT_PASSWORD_{n.upper()}", "") for n in names}
     missing = [f"SITEWATCH_MQTT_PASSWORD_{n.upper()}" for n, pw in passwords.items() if not pw]
@@ -277,7 +304,10 @@ def broker_init(
 
     (directory / "data").mkdir(parents=True, exist_ok=True)
     asyncio.run(write())
-    (directory / "mosquitto.conf").write_text(broker_auth.broker_config(directory, port, user=user, host=host))
+    listen = port or (8883 if tls else 1883)
+    (directory / "mosquitto.conf").write_text(
+        broker_auth.broker_config(directory, listen, user=user, host=host, tls=tls)
+    )
     typer.echo(f"wrote {directory / 'mosquitto.conf'}, passwd and acl")
 
 
@@ -296,6 +326,7 @@ def report_daily(
         params=params,
         headers={"Authorization": f"Bearer {status['token']}"},
         timeout=60,
+        verify=verify(status["mqtt"].get("cafile")),
     )
     if r.status_code != 200:
         raise _fail(f"{r.status_code}: {r.json().get('detail', r.text)}")
@@ -396,8 +427,8 @@ def simulate(
     admin = Stack(data_dir).secrets.get("mqtt_admin")
     if not admin:
         raise _fail(f"no broker credentials in {status['data_dir']}: is it a stack started by `sitewatch stack up`?")
-    target = Target(status["api"], status["token"], status["mqtt"]["host"], status["mqtt"]["port"])
-    checker = Checker(target.mqtt_host, target.mqtt_port)
+    target = Target.of(status)
+    checker = Checker(target.mqtt_host, target.mqtt_port, target.mqtt_cafile)
     checker.subscribe("sitewatch-admin", admin, "sw/v1/+/alerts")
     if duration is None and not names:
         duration = 60.0

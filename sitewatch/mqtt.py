@@ -12,12 +12,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sitewatch.settings import Settings
+from sitewatch.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class MqttSession:
         subscriptions: list[tuple[str, int]],
         persistent: bool = True,
         manual_ack: bool = True,
+        tls: bool = False,
+        cafile: Path | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.subscriptions = subscriptions
@@ -60,6 +64,8 @@ class MqttSession:
         )
         if username:
             self._client.username_pw_set(username, password)
+        if tls or cafile:
+            self._client.tls_set_context(client_context(cafile))
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -77,6 +83,8 @@ class MqttSession:
             username=settings.mqtt_user,
             password=settings.mqtt_password,
             subscriptions=subscriptions,
+            tls=settings.mqtt_tls,
+            cafile=settings.mqtt_cafile,
             **options,
         )
 

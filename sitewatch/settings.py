@@ -35,11 +35,14 @@ class Settings:
     broker_pid: int | None
     service_urls: dict[str, str]
     trusted_proxies: tuple[str, ...] = ()  # addresses or networks whose X-Forwarded-For the API believes
+    mqtt_tls: bool = False  # connect to the broker over TLS
+    mqtt_cafile: Path | None = None  # the CA that signed the broker's certificate; None: the system's
 
     @classmethod
     def from_env(cls) -> Settings:
         data_dir = Path(_env("DATA_DIR", "./var")).resolve()
         broker_pid = _env("BROKER_PID", "")
+        cafile = _env("MQTT_CAFILE", "")
         urls = {}
         for item in filter(None, _env("SERVICE_METRICS", "").split(",")):
             name, _, url = item.partition("=")
@@ -65,4 +68,6 @@ class Settings:
             broker_pid=int(broker_pid) if broker_pid else None,
             service_urls=urls,
             trusted_proxies=tuple(p.strip() for p in _env("TRUSTED_PROXIES", "").split(",") if p.strip()),
+            mqtt_tls=_env("MQTT_TLS", "").lower() in ("1", "true", "yes", "on") or bool(cafile),
+            mqtt_cafile=Path(cafile) if cafile else None,
         )

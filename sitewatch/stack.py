@@ -34,6 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sitewatch import auth, broker_auth
 from sitewatch.store import db
 from sitewatch.store.migrate import migrate
+from sitewatch.tls import TlsFiles, client_context, local_ca, verify
 
 DB_NAME = "sitewatch"
 DB_USER = "sitewatch"
@@ -71,6 +72,11 @@ class Layout:
     @property
     def secrets_file(self) -> Path:
         return self.root / "secrets.json"
+
+    @property
+    def tls(self) -> Path:
+        """The local CA and the server certificate of `stack up --tls`."""
+        return self.root / "tls"
 
 
 # -- small process helpers ------------------------------------------------------------------------
@@ -158,6 +164,31 @@ class Stack:
             self.layout.secrets_file.touch(mode=0o600)
             self.layout.secrets_file.write_text(json.dumps(self.secrets, indent=2))
         return self.secrets[name]
+
+    # -- transport security (docs/security.md#transport-security) ---------------------------------
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The local CA's files when the data dir runs with TLS (`stack up --tls`), else None."""
+        if not self.state.get("tls"):
+            return None
+        d = self.layout.tls
+        return TlsFiles(d / "server.crt", d / "server.key", d / "ca.crt")
+
+    def use_tls(self, on: bool | None) -> None:
+        """Switch TLS on or off for good (None keeps the data dir's choice). A switch stops the
+        broker, the services and the simulators, so that `up` starts them again in the new mode."""
+        if on is None or bool(self.state.get("tls")) == on:
+            return
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self.down([SIMULATORS, *SERVICES, "mosquitto"])
+        self.state = self._read(self.layout.state_file)
+        self.state["tls"] = on
+        self._save()
+
+    @property
+    def api_url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.state['services']['api']['port']}"
 
     @property
     def dsn(self) -> str:
@@ -283,6 +314,8 @@ class Stack:
             return
         mq["port"] = free_port(mq.get("port"))
         (lay.broker / "data").mkdir(parents=True, exist_ok=True)
+        if self.tls:  # made once, renewed when due; the broker and the API present it
+            local_ca(lay.tls)
         asyncio.run(self._write_broker_auth())
         conf = lay.broker / "mosquitto.conf"
         conf.write_text(
@@ -291,6 +324,7 @@ class Stack:
                 mq["port"],
                 user=getpass.getuser(),
                 queue_bytes=int(os.environ.get("SITEWATCH_BROKER_QUEUE_BYTES", broker_auth.QUEUE_BYTES)),
+                tls=self.tls,
             )
         )
         log = open(lay.logs / "mosquitto.log", "ab")  # noqa: SIM115 (handed to the child)
@@ -312,9 +346,13 @@ class Stack:
             raise StackError(f"mosquitto exited with {proc.returncode}: see {self.layout.logs / 'mosquitto.log'}")
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"stack-probe-{os.getpid()}")
         client.username_pw_set("sitewatch-admin", self._secret("mqtt_admin"))
+        if self.tls:
+            client.tls_set_context(client_context(self.tls.cafile))
         try:
             client.connect("127.0.0.1", self.state["mosquitto"]["port"], keepalive=5)
-            client.loop(timeout=1.0)
+            deadline = time.monotonic() + 1.0
+            while not client.is_connected() and time.monotonic() < deadline:  # TLS takes a few rounds
+                client.loop(timeout=0.1)
             ok = client.is_connected()
             client.disconnect()
             return ok
@@ -342,6 +380,15 @@ class Stack:
                 ),
             }
         )
+        # With TLS the broker has no plain listener: the services connect over TLS too, and the
+        # API serves HTTPS with the same certificate.
+        for key in ("MQTT_TLS", "MQTT_CAFILE", "API_CERTFILE", "API_KEYFILE"):
+            env.pop(f"SITEWATCH_{key}", None)
+        if self.tls:
+            env.update({"SITEWATCH_MQTT_TLS": "1", "SITEWATCH_MQTT_CAFILE": str(self.tls.cafile)})
+            if name == "api":
+                env["SITEWATCH_API_CERTFILE"] = str(self.tls.certfile)
+                env["SITEWATCH_API_KEYFILE"] = str(self.tls.keyfile)
         return env
 
     def _start_service(self, name: str) -> None:
@@ -370,7 +417,8 @@ class Stack:
                 raise StackError(f"{name} exited with {proc.returncode}: see {log_path}")
             try:
                 if name == "api":
-                    return httpx.get(f"http://127.0.0.1:{svc['port']}/readyz", timeout=1).status_code == 200
+                    ca = self.tls.cafile if self.tls else None
+                    return httpx.get(f"{self.api_url}/readyz", timeout=1, verify=verify(ca)).status_code == 200
                 text = httpx.get(f"http://127.0.0.1:{svc['port']}/metrics", timeout=1).text
                 return f"sitewatch_{name}_ready 1.0" in text
             except httpx.HTTPError:
@@ -416,11 +464,10 @@ class Stack:
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "api": f"http://127.0.0.1:{self.state['services']['api']['port']}",
-            "mqtt": {"host": "127.0.0.1", "port": self.state["mosquitto"]["port"]},
-            "token": self.secrets["admin_token"],
-        }
+        mqtt: dict[str, Any] = {"host": "127.0.0.1", "port": self.state["mosquitto"]["port"]}
+        if self.tls:  # the broker's only listener is TLS; the API is HTTPS; both certificates by this CA
+            mqtt.update(tls=True, cafile=str(self.tls.cafile))
+        return {"api": self.api_url, "mqtt": mqtt, "token": self.secrets["admin_token"]}
 
     def status(self) -> dict[str, Any]:
         components: dict[str, Any] = {}

@@ -21,6 +21,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulators.gateway import Gateway
+from sitewatch.tls import client_context, verify
 
 SITEWATCH = str(Path(sys.executable).with_name("sitewatch"))
 
@@ -51,6 +52,7 @@ class StackHandle:
         self.api: str = info["api"]
         self.mqtt_host: str = info["mqtt"]["host"]
         self.mqtt_port: int = info["mqtt"]["port"]
+        self.cafile: str | None = info["mqtt"].get("cafile")  # a stack with TLS (`stack up --tls`)
         self.token: str = info["token"]
         self.status: dict[str, Any] = self.cli_json("stack", "status", "--json")
         self.dsn: str = self.status["components"]["postgres"]["dsn"]
@@ -68,14 +70,19 @@ class StackHandle:
         self.cli("stack", "down", *components)
 
     def http(self, token: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.api, headers={"Authorization": f"Bearer {token or self.token}"}, timeout=30)
+        return httpx.Client(
+            base_url=self.api,
+            headers={"Authorization": f"Bearer {token or self.token}"},
+            timeout=30,
+            verify=verify(self.cafile),
+        )
 
     def load_catalog(self, doc: dict[str, Any], token: str | None = None) -> httpx.Response:
         with self.http(token) as c:
             return c.put("/api/v1/catalog", json=doc)
 
     def gateway(self, site: str, gateway: str, password: str, **kw: Any) -> Gateway:
-        return Gateway(self.mqtt_host, self.mqtt_port, site, gateway, password, **kw).connect()
+        return Gateway(self.mqtt_host, self.mqtt_port, site, gateway, password, cafile=self.cafile, **kw).connect()
 
     def token_for(self, role: str, *extra: str) -> str:
         return self.cli("token", "create", "--role", role, *extra).stdout.strip()
@@ -141,6 +148,8 @@ class AlertListener:
         subscribed = threading.Event()
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=unique("listener"))
         client.username_pw_set(f"{site}/GW-1", password)
+        if stack.cafile:
+            client.tls_set_context(client_context(stack.cafile))
 
         def on_message(_c: Any, _u: Any, msg: Any) -> None:
             with self._lock:
