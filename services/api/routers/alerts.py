@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from services.api import board
 from services.api.deps import Pool, Principal, not_found, require_uuid, visible_codes
+from services.api.errors import errors
 from services.api.timefmt import local, parse_time
 from sitewatch import auth
 from sitewatch.alerts import Alert
@@ -20,6 +21,7 @@ from sitewatch.lifecycle import TransitionError
 from sitewatch.store import alerts as alert_store
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
+BIGINT = 2**63 - 1  # PostgreSQL's bigint: event ids, and offsets beyond it are refused (not a 500)
 
 
 class Shelve(BaseModel):
@@ -54,7 +56,7 @@ async def list_alerts(
     until: Annotated[str | None, Query(description="raised before: RFC 3339 or epoch ms")] = None,
     overdue: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=BIGINT)] = 0,
 ) -> dict[str, Any]:
     """Alerts the caller may see, most severe and newest first, `limit` at a time from `offset`."""
     total, alerts = await alert_store.query(
@@ -77,6 +79,14 @@ AROUND_S = 600  # the readings of a point alert's source shown around its raise,
 QUALITY = ("good", "uncertain", "bad")
 
 
+def _event_id(header: str | None) -> int | None:
+    """A `Last-Event-ID` as an event id, None (from now on) if it cannot be one of ours: ASCII
+    digits within bigint (`str.isdigit` also takes "²", which `int` refuses)."""
+    if header and header.isascii() and header.isdigit() and int(header) <= BIGINT:
+        return int(header)
+    return None
+
+
 @router.get(
     "/alerts/stream",
     response_class=StreamingResponse,
@@ -87,12 +97,14 @@ async def stream(
     pool: Pool,
     principal: Principal,
     last_event_id: Annotated[str | None, Header(description="resume after this event id")] = None,
-    after: Annotated[int | None, Query(description="resume after this event id (for clients without headers)")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=BIGINT, description="resume after this event id (for clients without headers)")
+    ] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: every alert change, as on MQTT. Each event's `id` is its position in the
     alert event log: a client that reconnects with `Last-Event-ID` gets exactly what it missed."""
     sites = await visible_codes(pool, principal)
-    resume = after if after is not None else (int(last_event_id) if last_event_id and last_event_id.isdigit() else None)
+    resume = after if after is not None else _event_id(last_event_id)
     start = resume if resume is not None else int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM alert_events"))
     bell = request.app.state.bell
 
@@ -164,7 +176,7 @@ async def _step(
     return _push(request, alert, action)
 
 
-@router.post("/alerts/{alert_id}/shelve")
+@router.post("/alerts/{alert_id}/shelve", responses=errors(409))
 async def shelve(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Shelve) -> dict[str, Any]:
     """Shelve a chattering or known-bad source for a stated reason and a bounded time (ISA-18.2):
     still recorded and shown greyed, unshelved automatically on expiry. Never SOS, headcount or red."""
@@ -178,7 +190,7 @@ async def shelve(request: Request, pool: Pool, principal: Principal, alert_id: s
     return _push(request, alert, "shelve")
 
 
-@router.post("/alerts/{alert_id}/unshelve")
+@router.post("/alerts/{alert_id}/unshelve", responses=errors(409))
 async def unshelve(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Step) -> dict[str, Any]:
     """Show a shelved alert again before its time is up."""
     await _alert_for(pool, principal, alert_id)
@@ -190,19 +202,19 @@ async def unshelve(request: Request, pool: Pool, principal: Principal, alert_id:
     return _push(request, alert, "unshelve")
 
 
-@router.post("/alerts/{alert_id}/acknowledge")
+@router.post("/alerts/{alert_id}/acknowledge", responses=errors(409))
 async def acknowledge(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Step) -> dict[str, Any]:
     """签收: open → acknowledged."""
     return await _step(request, pool, principal, alert_id, "acknowledge", body)
 
 
-@router.post("/alerts/{alert_id}/handle")
+@router.post("/alerts/{alert_id}/handle", responses=errors(409))
 async def handle(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Step) -> dict[str, Any]:
     """处置: → handled, with the disposition in `note` (required)."""
     return await _step(request, pool, principal, alert_id, "handle", body)
 
 
-@router.post("/alerts/{alert_id}/close")
+@router.post("/alerts/{alert_id}/close", responses=errors(409))
 async def close(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Step) -> dict[str, Any]:
     """销号: handled → closed. Closing after the due time leaves the alert counted as late."""
     return await _step(request, pool, principal, alert_id, "close", body)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 
 from services.api import audit
 from services.api.deps import Admin, Pool
+from services.api.errors import errors
 from services.api.metrics import API_METRICS
 from sitewatch import broker_auth
 from sitewatch.catalog.validate import parse_document, validate_catalog
@@ -29,7 +30,7 @@ MAX_DOCUMENT_BYTES = 32 << 20
             },
         }
     },
-    responses={422: {"description": "every problem of the document, nothing changed"}},
+    responses={**errors(413), 422: {"description": "every problem of the document, nothing changed"}},
 )
 async def put_catalog(request: Request, pool: Pool, _admin: Admin) -> dict[str, Any]:
     """Load a catalog document (JSON, or YAML with `Content-Type: application/yaml`). Idempotent."""

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from services.api import audit
 from services.api.deps import Pool, Principal, not_found, require_uuid, visible_codes, visible_sites
+from services.api.errors import errors
 from services.api.routers.alerts import _alert_for
 from services.api.routers.reports import month_bounds
 from services.api.timefmt import local, parse_time
@@ -63,7 +64,7 @@ async def _visible_site(pool: Any, principal: Any, site: str) -> None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"site {site!r} not found")
 
 
-@router.post("/hazards", status_code=201)
+@router.post("/hazards", status_code=201, responses=errors(404, 409))
 async def create(request: Request, pool: Pool, principal: Principal, body: NewHazard) -> dict[str, Any]:
     """Record a hazard from an alert (`alert_id`) or by hand (`site`)."""
     if body.alert_id:
@@ -92,7 +93,7 @@ async def create(request: Request, pool: Pool, principal: Principal, body: NewHa
     return _json(hazard)
 
 
-@router.post("/hazards/{hazard_id}/rectify")
+@router.post("/hazards/{hazard_id}/rectify", responses=errors(409))
 async def rectify(pool: Pool, principal: Principal, hazard_id: str, body: Rectification) -> dict[str, Any]:
     """Mark a hazard rectified (已完成整改) with what was done and when."""
     existing = await _hazard_for(pool, principal, hazard_id)

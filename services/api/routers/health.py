@@ -23,7 +23,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"model": dict[str, str], "description": "PostgreSQL does not answer"}})
 async def readyz(pool: Pool, response: Response) -> dict[str, str]:
     """The API can serve: PostgreSQL answers."""
     try:

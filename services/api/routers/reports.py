@@ -14,6 +14,9 @@ from sitewatch.store import reports
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
 
+MEDIA = {"csv": "text/csv", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+DOWNLOADS: dict[int | str, dict[str, Any]] = {200: {"content": {media: {} for media in MEDIA.values()}}}
+
 
 def _date(date: str | None) -> dt.date:
     try:
@@ -31,7 +34,7 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
     return first, (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
-@router.get("/reports/monthly", responses={200: {"content": {"text/csv": {}}}})
+@router.get("/reports/monthly", responses=DOWNLOADS)
 async def monthly(
     pool: Pool,
     principal: Principal,
@@ -54,7 +57,6 @@ async def monthly(
     )
 
 
-MEDIA = {"csv": "text/csv", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 Format = Literal["json", "csv", "xlsx"]
 
 
@@ -72,7 +74,7 @@ def _download(name: str, fmt: str, rows: list[dict[str, Any]]) -> Response:
     )
 
 
-@router.get("/reports/alarm-load")
+@router.get("/reports/alarm-load", responses=DOWNLOADS)
 async def alarm_load(
     pool: Pool,
     principal: Principal,
@@ -101,7 +103,7 @@ async def alarm_load(
     )
 
 
-@router.get("/reports/daily", responses={200: {"content": {"text/csv": {}}}})
+@router.get("/reports/daily", responses=DOWNLOADS)
 async def daily(
     pool: Pool,
     principal: Principal,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from services.api import board
 from services.api.deps import Pool, Principal, not_found, visible_codes
+from services.api.routers.alerts import BIGINT
 
 router = APIRouter(prefix="/api/v1", tags=["sites"])
 
@@ -81,7 +82,7 @@ async def points(
     site: str,
     kind: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=BIGINT)] = 0,
 ) -> dict[str, Any]:
     """The site's points by code, `limit` at a time: latest reading (within 24 h), the most severe
     open alert, the last hour per minute, threshold levels and, for slope points, the trend."""
