@@ -107,3 +107,150 @@ def test_catalog_needs_admin(stack: StackHandle) -> None:
     assert stack.load_catalog(site_catalog(site), token=operator).status_code == 403
     with stack.http("sw_not-a-token") as c:
         assert c.put("/api/v1/catalog", json={}).status_code == 401
+
+
+# --- every kind of mistake (issue 8): 422 listing each problem with its path, nothing changed ----------
+
+CATALOG_TABLES = ("enterprises", "sites", "gateways", "zones", "points", "tags")
+Doc = dict[str, Any]
+
+
+async def catalog_snapshot(pg: asyncpg.Connection[Any]) -> dict[str, list[str]]:
+    """Every row of every catalog table, as text: what a refused document must leave alone."""
+    return {t: sorted(r[0] for r in await pg.fetch(f"SELECT to_jsonb(x)::text FROM {t} x")) for t in CATALOG_TABLES}
+
+
+def _set(section: str, index: int, **fields: Any) -> Any:
+    return lambda doc: doc[section][index].update(fields)
+
+
+def _drop(section: str, index: int, field: str) -> Any:
+    return lambda doc: doc[section][index].pop(field)
+
+
+def _append(section: str, item: Any) -> Any:
+    return lambda doc: doc[section].append(item(doc) if callable(item) else item)
+
+
+MISTAKES: list[tuple[str, Any, list[tuple[str, str]]]] = [
+    ("unknown enterprise", _set("sites", 0, enterprise="NO-ENT"), [("sites[0].enterprise", "unknown enterprise")]),
+    ("unknown site", _set("gateways", 0, site="NO-SITE"), [("gateways[0].site", "unknown site")]),
+    ("tag on unknown site", _set("tags", 0, site="NO-SITE"), [("tags[0].site", "unknown site")]),
+    ("unknown pair", _set("points", 0, pair="NOPE"), [("points[0].pair", "no point 'NOPE'")]),
+    (
+        "duplicate point",
+        _append("points", lambda d: dict(d["points"][0])),
+        [("points[5].code", "duplicate of points[0]")],
+    ),
+    (
+        "duplicate enterprise",
+        _append("enterprises", lambda d: dict(d["enterprises"][0])),
+        [("enterprises[1].code", "duplicate")],
+    ),
+    ("identifier with a space", _set("zones", 0, code="Z 1"), [("zones[0].code", "pattern")]),
+    ("identifier of 65 characters", _set("points", 0, code="P" * 65), [("points[0].code", "pattern")]),
+    ("identifier not ASCII", _set("tags", 0, code="标签"), [("tags[0].code", "pattern")]),
+    ("unknown point kind", _set("points", 0, kind="teapot"), [("points[0].kind", "gas_lel")]),
+    (
+        "levels out of order",
+        _set("points", 0, rules=[{"rule": "threshold", "above": [50, 25]}]),
+        [("points[0].rules[0].above", "increasing")],
+    ),
+    (
+        "low levels out of order",
+        _set("points", 1, rules=[{"rule": "threshold", "below": [10, 20]}]),
+        [("points[1].rules[0].below", "decreasing")],
+    ),
+    (
+        "unknown rule",
+        _set("points", 0, rules=[{"rule": "magic"}]),
+        [("points[0].rules[0].rule", "'magic' is not one of")],
+    ),
+    (
+        "rule field of the wrong type",
+        _set("points", 0, rules=[{"rule": "threshold", "above": [50], "for_s": "x"}]),
+        [("points[0].rules[0].for_s", "number")],
+    ),
+    ("number as text", _set("sites", 0, shift_capacity="many"), [("sites[0].shift_capacity", "integer")]),
+    ("negative limit", _set("zones", 0, max_people=-1), [("zones[0].max_people", "greater than")]),
+    ("period as text", _set("points", 0, period_s="fast"), [("points[0].period_s", "number")]),
+    ("unknown site state", _set("sites", 0, state="closed"), [("sites[0].state", "operating")]),
+    ("unknown zone risk", _set("zones", 0, risk="lethal"), [("zones[0].risk", "restricted")]),
+    ("bad time zone", _set("sites", 0, timezone="Mars/Olympus"), [("sites[0].timezone", "unknown time zone")]),
+    ("missing password", _drop("gateways", 0, "password"), [("gateways[0].password", "required")]),
+    ("missing kind", _drop("points", 0, "kind"), [("points[0].kind", "required")]),
+    ("missing enterprise", _drop("sites", 0, "enterprise"), [("sites[0].enterprise", "required")]),
+    ("short password", _set("gateways", 0, password="short"), [("gateways[0].password", "at least 8")]),
+    ("unknown field", _set("points", 0, colour="red"), [("points[0].colour", "unknown field")]),
+    ("unknown section", lambda doc: doc.update(sensors=[]), [("sensors", "unknown section")]),
+    ("section not a list", lambda doc: doc.update(tags={"code": "T-1"}), [("tags", "must be a list")]),
+    ("entry not an object", _append("tags", None), [("tags[1]", "dictionary")]),
+    ("allow-list on an open zone", _set("zones", 0, allow=["T-1"]), [("zones[0].allow", "restricted")]),
+    (
+        "bad webhook",
+        _set("enterprises", 0, webhooks=[{"url": "ftp://x", "secret": "short"}]),
+        [("enterprises[0].webhooks[0].url", "pattern"), ("enterprises[0].webhooks[0].secret", "16")],
+    ),
+    (
+        "site moving to another enterprise",
+        _append("sites", lambda d: {**d["sites"][0], "code": d["existing"], "enterprise": "ENT-T2"}),
+        [("sites[1].enterprise", "cannot move")],
+    ),
+]
+
+
+def _several(doc: Doc) -> None:
+    for _, mutate, _ in (MISTAKES[0], MISTAKES[4], MISTAKES[9], MISTAKES[10], MISTAKES[19], MISTAKES[24]):
+        mutate(doc)
+
+
+MISTAKES.append(("several at once", _several, [p for i in (0, 4, 9, 10, 19, 24) for p in MISTAKES[i][2]]))
+
+
+@pytest.fixture(scope="module")
+def existing_site(stack: StackHandle) -> str:
+    """A site already in the catalog, of enterprise ENT-T, beside enterprise ENT-T2."""
+    site = unique("OLD")
+    doc = site_catalog(site)
+    doc["enterprises"].append({"code": "ENT-T2", "name": "another"})
+    assert stack.load_catalog(doc).status_code == 200
+    return site
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES])
+async def test_every_mistake_is_listed_and_nothing_changes(
+    stack: StackHandle, pg: asyncpg.Connection[Any], existing_site: str, mutate: Any, expected: list[tuple[str, str]]
+) -> None:
+    doc = site_catalog(unique("M"))
+    doc["existing"] = existing_site
+    mutate(doc)
+    doc.pop("existing")
+    before = await catalog_snapshot(pg)
+    r = stack.load_catalog(doc)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    problems = {p["path"]: p["message"] for p in detail["problems"]}
+    assert detail["message"] == f"{len(expected)} problem(s); nothing was changed"
+    assert sorted(problems) == sorted(path for path, _ in expected), problems
+    for path, fragment in expected:
+        assert fragment in problems[path], (path, problems[path], fragment)
+    assert await catalog_snapshot(pg) == before
+
+
+async def test_unreadable_documents_are_refused_through_the_api(
+    stack: StackHandle, pg: asyncpg.Connection[Any]
+) -> None:
+    """The parser's messages are tested in test_catalog.py; here: 422 with one problem at "", nothing changed."""
+    before = await catalog_snapshot(pg)
+    with stack.http() as c:
+        for body, content_type in [
+            (b"[]", "application/json"),
+            (b'{"sites": [], "sites": []}', "application/json"),
+            (b"\xff\xfe{}", "application/json"),
+            (b"sites: [ {code: 'x'", "application/yaml"),
+        ]:
+            r = c.put("/api/v1/catalog", content=body, headers={"Content-Type": content_type})
+            assert r.status_code == 422, r.text
+            [problem] = r.json()["detail"]["problems"]
+            assert problem["path"] == "" and problem["message"], problem
+    assert await catalog_snapshot(pg) == before
