@@ -9,7 +9,7 @@ WEB    := services/api/web
 UI_STAMP := $(WEB)/node_modules/.installed-stamp
 DATA   ?= ./var
 
-.PHONY: demo test lint typecheck pytest bench down system-deps test-deps install screenshots clean
+.PHONY: demo test lint typecheck pytest bench soak-fuzz down system-deps test-deps install screenshots clean
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -56,6 +56,20 @@ test: lint typecheck pytest
 bench: install
 	$(BIN)/python bench/decode.py
 	$(BIN)/python bench/ingest.py
+
+# The long hostile-input runs (docs/reliability.md): FUZZ_EXAMPLES hypothesis examples per decoder
+# test, FUZZ_RUNS atheris (libFuzzer) inputs, API_FUZZ_EXAMPLES schemathesis examples per operation,
+# mode and role. About an hour on 2 cores.
+FUZZ_EXAMPLES ?= 100000
+FUZZ_RUNS ?= 1000000
+API_FUZZ_EXAMPLES ?= 100
+soak-fuzz: install
+	$(BIN)/python -m pip install -q -e '.[test,fuzz]' --config-settings editable_mode=compat
+	SITEWATCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider --timeout=0 \
+		--hypothesis-show-statistics --durations=0 tests/test_hostile_decode.py
+	$(BIN)/python bench/fuzz_atheris.py $(FUZZ_RUNS)
+	SITEWATCH_API_FUZZ_EXAMPLES=$(API_FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider --timeout=0 \
+		--durations=0 tests/test_hostile_api.py
 
 # docs/screenshots/*.png: the dispatch room on a scene of a few sites, at 1920x1080.
 screenshots: install test-deps
