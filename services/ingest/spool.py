@@ -58,6 +58,7 @@ class Spool:
         # path → size, in arrival order (dicts keep insertion order)
         self._files = {f: f.stat().st_size for f in sorted(directory.glob("*.batch"))}
         self._next = int(max(self._files).stem) + 1 if self._files else 1
+        self._reserved = 0  # bytes of batches being written: counted against the bound already
         self._space = asyncio.Condition()
 
     def __len__(self) -> int:
@@ -71,11 +72,22 @@ class Spool:
         """Make `batch` durable on disk; waits while the spool is full (the broker then holds the rest)."""
         data = encode(batch)
         async with self._space:
-            await self._space.wait_for(lambda: not self._files or self.bytes + len(data) <= self.max_bytes)
-        path = self.directory / f"{self._next:012d}.batch"
-        self._next += 1
-        await asyncio.to_thread(_write_durably, path, data)
-        self._files[path] = len(data)
+            # a batch larger than the bound goes in alone; writers waiting together reserve their
+            # bytes before writing, so two of them never both fit into the last free space
+            await self._space.wait_for(
+                lambda: (
+                    (not self._files and not self._reserved)
+                    or self.bytes + self._reserved + len(data) <= self.max_bytes
+                )
+            )
+            self._reserved += len(data)
+            path = self.directory / f"{self._next:012d}.batch"
+            self._next += 1
+        try:
+            await asyncio.to_thread(_write_durably, path, data)
+            self._files[path] = len(data)
+        finally:
+            self._reserved -= len(data)
 
     async def oldest(self) -> tuple[Path, Batch] | None:
         if not self._files:
