@@ -16,7 +16,7 @@ import typer
 
 from simulators.runner import Checker, Target, play
 from simulators.scenarios import SCENARIOS
-from sitewatch import auth, broker_auth
+from sitewatch import auth, broker_auth, supervise
 from sitewatch.stack import Stack, StackError
 from sitewatch.store import db
 from sitewatch.store.migrate import migrate
@@ -123,8 +123,17 @@ def stack_status(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: AsJson = False) 
     for name, c in status["components"].items():
         where = f"port {c['port']}" if "port" in c else ""
         typer.echo(f"{name:<10} {'running' if c['running'] else 'stopped':<8} pid {c['pid'] or '-':<8} {where}")
+    if "supervisor" in status:
+        sup = status["supervisor"]
+        typer.echo(f"{'supervisor':<10} {'running' if sup['running'] else 'stopped':<8} pid {sup['pid'] or '-':<8}")
     if status["running"]:
         typer.echo(f"API {status['api']}  MQTT {status['mqtt']['host']}:{status['mqtt']['port']}")
+
+
+@stack_app.command("supervise", hidden=True)
+def stack_supervise(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """The watchdog `stack up` starts: restarts a dead component within a second or so."""
+    supervise.main(data_dir)
 
 
 @stack_app.command("down")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import getpass
 import json
 import os
@@ -22,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ SIMULATORS = "simulators"
 # The demo's simulated sites: a quiet site of each kind, and every scenario in turn, again and again.
 SIMULATE_ARGS = ("simulate", "--scenario", "all", "--sites", "4", "--loop")
 READY_TIMEOUT_S = 60.0
+# The watchdog that restarts a dead component (sitewatch/supervise.py), started by `up`.
+SUPERVISOR = "supervisor"
+SUPERVISE_ARGS = ("stack", "supervise")
 
 
 class StackError(RuntimeError):
@@ -77,6 +81,10 @@ class Layout:
     def tls(self) -> Path:
         """The local CA and the server certificate of `stack up --tls`."""
         return self.root / "tls"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "stack.lock"
 
 
 # -- small process helpers ------------------------------------------------------------------------
@@ -127,6 +135,9 @@ def _terminate(pid: int, marker: str, timeout: float = 15.0) -> None:
         time.sleep(0.05)
     if _alive(pid, marker):
         os.kill(pid, signal.SIGKILL)
+        # SIGKILL is delivered asynchronously: until it is gone, `up` would take it for running
+        while time.monotonic() < deadline + 5 and _alive(pid, marker):
+            time.sleep(0.01)
 
 
 def _reap(pid: int) -> None:
@@ -150,13 +161,39 @@ class Stack:
         self.layout = Layout(data_dir.resolve())
         self.state: dict[str, Any] = self._read(self.layout.state_file)
         self.secrets: dict[str, str] = self._read(self.layout.secrets_file)
+        self._lock_depth = 0
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the data dir's lock (re-entrant), so `up`, `down` and the supervisor never start or
+        stop the same component at once; the state is re-read once the lock is held."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with open(self.layout.lock_file, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.state = self._read(self.layout.state_file)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     @staticmethod
     def _read(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def _save(self) -> None:
-        self.layout.state_file.write_text(json.dumps(self.state, indent=2))
+        # atomically: `status` and the supervisor read it without the lock
+        tmp = self.layout.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2))
+        tmp.replace(self.layout.state_file)
 
     def _secret(self, name: str) -> str:
         if name not in self.secrets:
@@ -180,10 +217,10 @@ class Stack:
         if on is None or bool(self.state.get("tls")) == on:
             return
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        self.down([SIMULATORS, *SERVICES, "mosquitto"])
-        self.state = self._read(self.layout.state_file)
-        self.state["tls"] = on
-        self._save()
+        with self.locked():
+            self._stop([SIMULATORS, *SERVICES, "mosquitto"])
+            self.state["tls"] = on
+            self._save()
 
     @property
     def api_url(self) -> str:
@@ -391,7 +428,7 @@ class Stack:
                 env["SITEWATCH_API_KEYFILE"] = str(self.tls.keyfile)
         return env
 
-    def _start_service(self, name: str) -> None:
+    def _start_service(self, name: str, *, wait: bool = True) -> None:
         services = self.state.setdefault("services", {})
         svc = services.setdefault(name, {})
         if _alive(svc.get("pid"), f"services.{name}"):
@@ -411,6 +448,8 @@ class Stack:
         log.close()
         svc["pid"] = proc.pid
         self._save()
+        if not wait:  # the supervisor: a service that cannot get ready is restarted again later
+            return
 
         def ready() -> bool:
             if proc.poll() is not None:
@@ -427,15 +466,14 @@ class Stack:
         _wait_for(name, ready, log=log_path)
 
     # -- public operations ------------------------------------------------------------------------
-    def _start_simulators(self) -> None:
-        """The demo's simulated sites, a client of the stack like any gateway: not part of the
-        platform, so a simulator that stops does not make the stack "not running"."""
-        entry = self.state.setdefault(SIMULATORS, {})
-        if _alive(entry.get("pid"), SIMULATE_ARGS[0]):
+    def _start_helper(self, name: str, args: tuple[str, ...]) -> None:
+        """A `sitewatch` command of the stack's own, in the background, logged to logs/NAME.log."""
+        entry = self.state.setdefault(name, {})
+        if _alive(entry.get("pid"), " ".join(args[:2])):
             return
-        log = open(self.layout.logs / f"{SIMULATORS}.log", "ab")  # noqa: SIM115 (handed to the child)
+        log = open(self.layout.logs / f"{name}.log", "ab")  # noqa: SIM115 (handed to the child)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sitewatch", *SIMULATE_ARGS, "--data-dir", str(self.layout.root)],
+            [sys.executable, "-m", "sitewatch", *args, "--data-dir", str(self.layout.root)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -446,22 +484,65 @@ class Stack:
         entry["pid"] = proc.pid
         self._save()
 
-    def up(self, *, simulators: bool = False) -> dict[str, Any]:
-        self.layout.root.mkdir(parents=True, exist_ok=True)
-        self.layout.logs.mkdir(exist_ok=True)
-        if self._pg_user():
-            # the postgres user must reach the cluster directory through the data dir
-            self.layout.root.chmod(self.layout.root.stat().st_mode | 0o711)
-        before = (self.state.get("postgres", {}).get("port"), self.state.get("mosquitto", {}).get("port"))
-        self._start_postgres()
-        self._start_broker()
-        if before != (self.state["postgres"]["port"], self.state["mosquitto"]["port"]):
-            self.down(list(SERVICES))  # they were told the old addresses
+    def _start_simulators(self) -> None:
+        """The demo's simulated sites, a client of the stack like any gateway: not part of the
+        platform, so a simulator that stops does not make the stack "not running"."""
+        self._start_helper(SIMULATORS, SIMULATE_ARGS)
+
+    def _start_supervisor(self) -> None:
+        self._start_helper(SUPERVISOR, SUPERVISE_ARGS)
+
+    def _bring_up(self, skip: frozenset[str] = frozenset(), *, wait: bool = True) -> list[str]:
+        """Start what is not running, but the `skip`ped components; the names started."""
+        started = []
+        before = {
+            name: (self.state.get(name, {}).get("port"), self.state.get(name, {}).get("pid"))
+            for name in ("postgres", "mosquitto")
+        }
+        if "postgres" not in skip and self._postgres_pid() is None:
+            self._start_postgres()
+            started.append("postgres")
+        if "mosquitto" not in skip and not _alive(self.state.get("mosquitto", {}).get("pid"), "mosquitto"):
+            self._start_broker()
+            started.append("mosquitto")
+        after = {name: (self.state.get(name, {}).get("port"), self.state.get(name, {}).get("pid")) for name in before}
+        if any(before[n][0] != after[n][0] for n in before):
+            self._stop(list(SERVICES))  # they were told the old addresses
+        elif before["mosquitto"][1] != after["mosquitto"][1]:
+            self._stop(["api"])  # it reloads the broker's credentials by signalling its pid
         for name in SERVICES:
-            self._start_service(name)
-        if simulators:
-            self._start_simulators()
-        return self.summary()
+            if name not in skip and not _alive(
+                self.state.get("services", {}).get(name, {}).get("pid"), f"services.{name}"
+            ):
+                self._start_service(name, wait=wait)
+                started.append(name)
+        return started
+
+    def up(self, *, simulators: bool = False) -> dict[str, Any]:
+        with self.locked():
+            self.layout.logs.mkdir(exist_ok=True)
+            if self._pg_user():
+                # the postgres user must reach the cluster directory through the data dir
+                self.layout.root.chmod(self.layout.root.stat().st_mode | 0o711)
+            self.state.pop("stopped", None)  # `up` wants everything running again
+            self._save()
+            self._bring_up()
+            if simulators:
+                self._start_simulators()
+            self._start_supervisor()
+            return self.summary()
+
+    def heal(self) -> list[tuple[str, int | None]]:
+        """The supervisor's round: start again whatever `up` started and has died since, but what
+        `down` stopped on purpose; services are not waited for (a service that cannot get ready,
+        say without its database, is started again on a later round). The names started, with the
+        pids they had."""
+        with self.locked():
+            if not self.state.get("services"):
+                return []
+            before = self.status()["components"]
+            started = self._bring_up(frozenset(self.state.get("stopped", [])), wait=False)
+            return [(name, before.get(name, {}).get("pid")) for name in started]
 
     def summary(self) -> dict[str, Any]:
         mqtt: dict[str, Any] = {"host": "127.0.0.1", "port": self.state["mosquitto"]["port"]}
@@ -503,17 +584,38 @@ class Stack:
                 "log": str(self.layout.logs / f"{SIMULATORS}.log"),
             }
         out: dict[str, Any] = {"data_dir": str(self.layout.root), "running": running, "components": components}
+        if SUPERVISOR in self.state:
+            pid = self.state[SUPERVISOR].get("pid")
+            out[SUPERVISOR] = {
+                "running": _alive(pid, " ".join(SUPERVISE_ARGS)),
+                "pid": pid,
+                "log": str(self.layout.logs / f"{SUPERVISOR}.log"),
+            }
         if running:
             out.update(self.summary())
         return out
 
     def down(self, only: list[str] | None = None) -> list[str]:
-        """Stop exactly what `up` started, services first and PostgreSQL last, or only the named
-        components (`up` then starts them again). Data stays."""
+        """Stop exactly what `up` started, the supervisor first, services next and PostgreSQL last,
+        or only the named components: the supervisor leaves those alone until `up` starts them
+        again. Data stays."""
         names = [SIMULATORS, *reversed(SERVICES), "mosquitto", "postgres"]
         unknown = set(only or []) - set(names)
         if unknown:
             raise StackError(f"unknown component(s): {', '.join(sorted(unknown))}; choose from {', '.join(names)}")
+        with self.locked():
+            if only:
+                self.state["stopped"] = sorted({*self.state.get("stopped", []), *only})
+                self._save()
+            else:
+                entry = self.state.get(SUPERVISOR, {})
+                if _alive(entry.get("pid"), " ".join(SUPERVISE_ARGS)):
+                    _terminate(entry["pid"], " ".join(SUPERVISE_ARGS))
+                    _reap(entry["pid"])
+            return self._stop(only)
+
+    def _stop(self, only: list[str] | None) -> list[str]:
+        names = [SIMULATORS, *reversed(SERVICES), "mosquitto", "postgres"]
         stopped = []
         for name in names:
             if only and name not in only:

@@ -13,6 +13,8 @@ from services.api.app import create_app
 from sitewatch.settings import Settings
 from sitewatch.tls import TlsFiles, server_context
 
+GRACEFUL_SHUTDOWN_S = 2
+
 
 def main() -> None:
     settings = Settings.from_env()
@@ -29,6 +31,8 @@ def main() -> None:
         proxy_headers=False,
         ssl_certfile=certfile,
         ssl_keyfile=keyfile,
+        # SSE streams never end by themselves: without a bound a stop waits for every open board
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     config.load()
     if certfile and keyfile:  # uvicorn's own context allows what OpenSSL allows: ours is TLS 1.2+, AEAD only
