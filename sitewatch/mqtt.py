@@ -31,6 +31,7 @@ class Delivery:
     mid: int
     qos: int
     received_ms: int
+    retain: bool = False  # sent from the broker's retained store on subscribing, not published just now
 
 
 class MqttSession:
@@ -104,7 +105,7 @@ class MqttSession:
 
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         assert self._loop is not None
-        delivery = Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, int(time.time() * 1000))
+        delivery = Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, int(time.time() * 1000), bool(msg.retain))
         self._loop.call_soon_threadsafe(self.queue.put_nowait, delivery)
 
     async def start(self, timeout: float = 10.0) -> None:

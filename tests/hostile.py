@@ -322,9 +322,12 @@ def position_payloads(zones: Sequence[str], window: tuple[int, int]) -> st.Searc
     return payloads(envelope("events", events(zones, window)))
 
 
+STATES = st.one_of(st.sampled_from(["online", "offline", "Online", "sleeping", ""]), ANY_SMALL)
+STATUSES = weighted((3, st.builds(lambda state: {"state": state}, STATES)), (1, json_values(3)))
+
+
 def status_payloads() -> st.SearchStrategy[bytes]:
-    state = st.one_of(st.sampled_from(["online", "offline", "Online", "sleeping", ""]), ANY_SMALL)
-    return payloads(st.one_of(st.builds(lambda s: {"state": s}, state), json_values(3)))
+    return payloads(STATUSES)
 
 
 def topics() -> st.SearchStrategy[str]:

@@ -10,15 +10,19 @@ import json
 import time
 import zlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import paho.mqtt.client as paho
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import StackHandle, site_catalog, unique
 from tests.hostile import (
     MAX_PAYLOAD,
+    STATUSES,
     Decoded,
     Raw,
     Refused,
@@ -29,8 +33,10 @@ from tests.hostile import (
     nested,
     readings,
     reference_positions,
+    reference_status,
     reference_telemetry,
     spoil_bytes,
+    weighted,
 )
 from tests.test_ingest import now_ms
 
@@ -46,9 +52,10 @@ def corpus(points: list[str], zones: list[str], window: tuple[int, int]) -> list
     published on purpose, later.
     """
     drawn: list[tuple[str, bytes]] = []
-    messages = st.one_of(
-        st.tuples(st.just("telemetry"), envelope("readings", readings(points, window))),
-        st.tuples(st.just("positions"), envelope("events", events(zones, window))),
+    messages = weighted(
+        (4, st.tuples(st.just("telemetry"), envelope("readings", readings(points, window)))),
+        (3, st.tuples(st.just("positions"), envelope("events", events(zones, window)))),
+        (1, st.tuples(st.just("status"), STATUSES)),
     )
 
     @settings(
@@ -109,6 +116,10 @@ def handcrafted(t0: int) -> list[tuple[str, bytes]]:
         ),
         ("positions", batch(21, {"tag": "T-3", "ts": t0, "kind": "locate", "zone": "NOWHERE"}, key="events")),
         ("positions", batch(22, {"tag": "T-4", "ts": 0, "kind": "locate", "zone": "Z-1"}, key="events")),
+        ("status", b'{"state": "sleeping"}'),
+        ("status", b"online"),
+        ("status", b'{"state": "offline"}\x00'),
+        ("status", b'{"state": "online", "pad": "' + b"x" * MAX_PAYLOAD + b'"}'),
     ]
 
 
@@ -125,9 +136,13 @@ class Expected:
 
     def add(self, channel: str, payload: bytes) -> None:
         if channel == "telemetry":
-            result: Decoded | Refused = reference_telemetry(payload, self.points, self.window)
-        else:
+            result: Decoded | Refused | str = reference_telemetry(payload, self.points, self.window)
+        elif channel == "positions":
             result = reference_positions(payload, self.zones, self.window)
+        else:
+            result = reference_status(payload)  # a valid status is alerting's: nothing stored
+        if isinstance(result, str):
+            return
         if isinstance(result, Refused):
             item = None if result.item is None else result.item.replace("\x00", "\ufffd")
             self.dead.append((result.reason, None, item))
@@ -178,6 +193,13 @@ def ingest_pid(stack: StackHandle) -> int:
     ingest = stack.cli_json("stack", "status", "--json")["components"]["ingest"]
     assert ingest["running"], ingest
     return int(ingest["pid"])
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.2)
 
 
 async def settle(stack: StackHandle, pg: asyncpg.Connection[Any], site: str, expected: Expected) -> None:
@@ -244,3 +266,33 @@ async def test_hostile_corpus_keeps_ingest_up_and_loses_nothing(
         assert c.get("/readyz").status_code == 200
         metrics = c.get("/metrics").text
     assert 'sitewatch_service_up{service="ingest"} 1' in metrics
+
+
+async def test_an_unreadable_retained_status_is_listed_once(stack: StackHandle, pg: asyncpg.Connection[Any]) -> None:
+    """Ingest keeps a bad status it receives live; the broker sends the retained copy again each time
+    ingest subscribes (a restart), and that copy is not listed again."""
+    site = unique("STATUS")
+    assert stack.load_catalog(site_catalog(site)).status_code == 200
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=unique("status"))
+    client.username_pw_set(f"{site}/GW-1", "gw-secret-1")
+    client.connect(stack.mqtt_host, stack.mqtt_port)
+    client.loop_start()
+    try:
+        client.publish(f"sw/v1/{site}/GW-1/status", b'{"state": "asleep"}', qos=1, retain=True).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+    async def listed() -> list[str]:
+        return [r["reason"] for r in await pg.fetch("SELECT reason FROM dead_letters WHERE site = $1", site)]
+
+    await eventually(listed, 20, "the status was not listed")
+    assert await listed() == ["bad_status"]
+    stack.down("ingest")
+    stack.up()
+    gw = stack.gateway(site, "GW-1", "gw-secret-1", client_id=unique("after"))
+    gw.flush([gw.telemetry([{"point": "P0", "ts": now_ms(), "value": 1.0}])])  # a marker behind the status
+    gw.close()
+    stored = "SELECT count(*) FROM ingest_messages m JOIN sites s ON s.id = m.site_id WHERE s.code = $1"
+    await eventually(lambda: pg.fetchval(stored, site), 30, "the marker was not stored")
+    assert await listed() == ["bad_status"]

@@ -52,7 +52,9 @@ class IngestService:
         self._catalog_file = settings.data_dir / "ingest-catalog.json"
         self.sites = catalog_view.read(self._catalog_file)
         self.session = MqttSession.for_service(
-            "sitewatch-ingest", settings, [("sw/v1/+/+/telemetry", 1), ("sw/v1/+/+/positions", 1)]
+            "sitewatch-ingest",
+            settings,
+            [("sw/v1/+/+/telemetry", 1), ("sw/v1/+/+/positions", 1), ("sw/v1/+/+/status", 1)],
         )
         # batches ready to write (bounded: backpressure on the broker), and the same in arrival order
         self._ready: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=2 * settings.writers)
@@ -114,7 +116,9 @@ class IngestService:
     # -- decoding -----------------------------------------------------------------------------
     async def _add(self, batch: Batch, d: Delivery) -> None:
         topic = protocol.parse_topic(d.topic)
-        if topic is None or topic.channel == protocol.Channel.STATUS:
+        # Statuses are alerting's; ingest only keeps the unreadable ones, as it receives them live
+        # (a retained one comes again at every subscription: it was judged when it was published).
+        if topic is None or (topic.channel == protocol.Channel.STATUS and d.retain):
             return
         now = int(time.time() * 1000)
         bounds = {
@@ -133,6 +137,11 @@ class IngestService:
                 None,
                 protocol.Reject(UNKNOWN_SITE, f"site {topic.site!r} is not in the catalog", None),
             )
+            return
+        if topic.channel == protocol.Channel.STATUS:
+            status = protocol.decode_status(d.payload)
+            if isinstance(status, protocol.Reject):
+                self._reject(batch, -1, d, topic, None, status)
             return
         if topic.channel == protocol.Channel.TELEMETRY:
             tel = protocol.decode_telemetry(d.payload, site.points, **bounds)
