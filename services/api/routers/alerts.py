@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 from services.api import board
 from services.api.deps import Pool, Principal, not_found, require_uuid, visible_codes
 from services.api.errors import errors
+from services.api.schemas import Alert as AlertObject
+from services.api.schemas import AlertPage, ok
 from services.api.timefmt import local, parse_time
 from sitewatch import auth
 from sitewatch.alerts import Alert
@@ -22,6 +24,7 @@ from sitewatch.store import alerts as alert_store
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 BIGINT = 2**63 - 1  # PostgreSQL's bigint: event ids, and offsets beyond it are refused (not a 500)
+STEP = {**ok(AlertObject), **errors(409)}  # what a step answers: the alert, or 409 if its state does not allow it
 
 
 class Shelve(BaseModel):
@@ -45,7 +48,7 @@ async def _alert_for(pool: Any, principal: auth.Principal, alert_id: str) -> Ale
     return alert
 
 
-@router.get("/alerts")
+@router.get("/alerts", response_model=None, responses=ok(AlertPage))
 async def list_alerts(
     pool: Pool,
     principal: Principal,
@@ -125,7 +128,7 @@ async def stream(
     )
 
 
-@router.get("/alerts/{alert_id}")
+@router.get("/alerts/{alert_id}", response_model=None, responses=ok(AlertObject))
 async def get_alert(pool: Pool, principal: Principal, alert_id: str) -> dict[str, Any]:
     """One alert with its full, append-only history, what its source is (a point with its
     threshold levels, a zone with the people in it now) and, for a point's alert, its readings
@@ -176,7 +179,7 @@ async def _step(
     return _push(request, alert, action)
 
 
-@router.post("/alerts/{alert_id}/shelve", responses=errors(409))
+@router.post("/alerts/{alert_id}/shelve", response_model=None, responses=STEP)
 async def shelve(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Shelve) -> dict[str, Any]:
     """Shelve a chattering or known-bad source for a stated reason and a bounded time (ISA-18.2):
     still recorded and shown greyed, unshelved automatically on expiry. Never SOS, headcount or red."""
@@ -190,7 +193,7 @@ async def shelve(request: Request, pool: Pool, principal: Principal, alert_id: s
     return _push(request, alert, "shelve")
 
 
-@router.post("/alerts/{alert_id}/unshelve", responses=errors(409))
+@router.post("/alerts/{alert_id}/unshelve", response_model=None, responses=STEP)
 async def unshelve(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Step) -> dict[str, Any]:
     """Show a shelved alert again before its time is up."""
     await _alert_for(pool, principal, alert_id)
@@ -202,19 +205,19 @@ async def unshelve(request: Request, pool: Pool, principal: Principal, alert_id:
     return _push(request, alert, "unshelve")
 
 
-@router.post("/alerts/{alert_id}/acknowledge", responses=errors(409))
+@router.post("/alerts/{alert_id}/acknowledge", response_model=None, responses=STEP)
 async def acknowledge(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Step) -> dict[str, Any]:
     """签收: open → acknowledged."""
     return await _step(request, pool, principal, alert_id, "acknowledge", body)
 
 
-@router.post("/alerts/{alert_id}/handle", responses=errors(409))
+@router.post("/alerts/{alert_id}/handle", response_model=None, responses=STEP)
 async def handle(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Step) -> dict[str, Any]:
     """处置: → handled, with the disposition in `note` (required)."""
     return await _step(request, pool, principal, alert_id, "handle", body)
 
 
-@router.post("/alerts/{alert_id}/close", responses=errors(409))
+@router.post("/alerts/{alert_id}/close", response_model=None, responses=STEP)
 async def close(request: Request, pool: Pool, principal: Principal, alert_id: str, body: Step) -> dict[str, Any]:
     """销号: handled → closed. Closing after the due time leaves the alert counted as late."""
     return await _step(request, pool, principal, alert_id, "close", body)

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from services.api.deps import Pool, Principal, visible_sites
+from services.api.schemas import DeadLetters, ok
 from services.api.timefmt import parse_time
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
 
-@router.get("/dead-letters")
+@router.get("/dead-letters", response_model=None, responses=ok(DeadLetters))
 async def dead_letters(
     pool: Pool,
     principal: Principal,
