@@ -9,7 +9,7 @@ WEB    := services/api/web
 UI_STAMP := $(WEB)/node_modules/.installed-stamp
 DATA   ?= ./var
 
-.PHONY: demo test lint typecheck pytest bench soak-fuzz down system-deps test-deps install screenshots clean
+.PHONY: demo test lint typecheck pytest bench soak soak-fuzz down system-deps test-deps install screenshots clean
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -56,6 +56,13 @@ test: lint typecheck pytest
 bench: install
 	$(BIN)/python bench/decode.py
 	$(BIN)/python bench/ingest.py
+
+# The fault matrix with realistic outages (docs/reliability.md): kill -9 of each service, PostgreSQL
+# and Mosquitto away for SOAK_OUTAGE s, the spool full; prints the results table. About 25 minutes.
+SOAK_OUTAGE ?= 60
+SOAK_DURATION ?= 150
+soak: install
+	$(BIN)/python bench/faults.py --outage $(SOAK_OUTAGE) --duration $(SOAK_DURATION)
 
 # The long hostile-input runs (docs/reliability.md): FUZZ_EXAMPLES hypothesis examples per decoder
 # test, FUZZ_RUNS atheris (libFuzzer) inputs, API_FUZZ_EXAMPLES schemathesis examples per operation,
