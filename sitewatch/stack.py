@@ -431,29 +431,31 @@ class Stack:
     def _start_service(self, name: str, *, wait: bool = True) -> None:
         services = self.state.setdefault("services", {})
         svc = services.setdefault(name, {})
-        if _alive(svc.get("pid"), f"services.{name}"):
-            return
-        svc["port"] = free_port(svc.get("port"))
         log_path = self.layout.logs / f"{name}.log"
-        log = open(log_path, "ab")  # noqa: SIM115 (handed to the child)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=self.service_env(name),
-            cwd=self.layout.root,
-        )
-        log.close()
-        svc["pid"] = proc.pid
-        self._save()
+        marker = f"services.{name}"
+        if not _alive(svc.get("pid"), marker):
+            svc["port"] = free_port(svc.get("port"))
+            log = open(log_path, "ab")  # noqa: SIM115 (handed to the child)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", marker],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=self.service_env(name),
+                cwd=self.layout.root,
+            )
+            log.close()
+            svc["pid"] = proc.pid
+            self._save()
         if not wait:  # the supervisor: a service that cannot get ready is restarted again later
             return
+        # Wait even for a service already running: the supervisor may have started it a moment ago.
+        pid = svc["pid"]
 
         def ready() -> bool:
-            if proc.poll() is not None:
-                raise StackError(f"{name} exited with {proc.returncode}: see {log_path}")
+            if not _alive(pid, marker):
+                raise StackError(f"{name} exited: see {log_path}")
             try:
                 if name == "api":
                     ca = self.tls.cafile if self.tls else None
@@ -511,11 +513,11 @@ class Stack:
         elif before["mosquitto"][1] != after["mosquitto"][1]:
             self._stop(["api"])  # it reloads the broker's credentials by signalling its pid
         for name in SERVICES:
-            if name not in skip and not _alive(
-                self.state.get("services", {}).get(name, {}).get("pid"), f"services.{name}"
-            ):
-                self._start_service(name, wait=wait)
+            if name in skip:
+                continue
+            if not _alive(self.state.get("services", {}).get(name, {}).get("pid"), f"services.{name}"):
                 started.append(name)
+            self._start_service(name, wait=wait)  # `up` also waits for one the supervisor just started
         return started
 
     def up(self, *, simulators: bool = False) -> dict[str, Any]:
