@@ -475,6 +475,11 @@ def parse_timestamps(raw: Sequence[str | int]) -> tuple[npt.NDArray[np.int64], n
     ok = np.zeros(n, dtype=np.bool_)
     if not n:
         return ms, ok
+    if all(type(x) is int for x in raw):  # epoch ms, the common gateway form: nothing to parse
+        try:
+            return np.array(raw, dtype=np.int64), ~ok
+        except OverflowError:  # beyond int64: item by item below
+            pass
     data, start, key = _json_items(raw)
     for group in set(key.tolist()):  # a batch usually has one or two
         layout = _layout(group)
