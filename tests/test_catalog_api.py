@@ -182,6 +182,7 @@ MISTAKES: list[tuple[str, Any, list[tuple[str, str]]]] = [
     ("missing enterprise", _drop("sites", 0, "enterprise"), [("sites[0].enterprise", "required")]),
     ("short password", _set("gateways", 0, password="short"), [("gateways[0].password", "at least 8")]),
     ("unknown field", _set("points", 0, colour="red"), [("points[0].colour", "unknown field")]),
+    ("NUL in a name", _set("sites", 0, name="3号\x00矿"), [("sites[0].name", "U+0000")]),
     ("unknown section", lambda doc: doc.update(sensors=[]), [("sensors", "unknown section")]),
     ("section not a list", lambda doc: doc.update(tags={"code": "T-1"}), [("tags", "must be a list")]),
     ("entry not an object", _append("tags", None), [("tags[1]", "dictionary")]),
@@ -199,12 +200,16 @@ MISTAKES: list[tuple[str, Any, list[tuple[str, str]]]] = [
 ]
 
 
+SEVERAL = [m for m in MISTAKES if m[0] in {"unknown enterprise", "duplicate point", "unknown point kind",
+                                            "levels out of order", "bad time zone", "unknown field"}]  # fmt: skip
+
+
 def _several(doc: Doc) -> None:
-    for _, mutate, _ in (MISTAKES[0], MISTAKES[4], MISTAKES[9], MISTAKES[10], MISTAKES[19], MISTAKES[24]):
+    for _, mutate, _ in SEVERAL:
         mutate(doc)
 
 
-MISTAKES.append(("several at once", _several, [p for i in (0, 4, 9, 10, 19, 24) for p in MISTAKES[i][2]]))
+MISTAKES.append(("several at once", _several, [problem for m in SEVERAL for problem in m[2]]))
 
 
 @pytest.fixture(scope="module")

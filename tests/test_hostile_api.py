@@ -134,8 +134,8 @@ def test_alert_stream_answers_as_documented(
                 assert response.status_code < 500 and "detail" in response.read().decode()
 
 
-# Found by the runs above: numbers beyond PostgreSQL's bigint reached a query (500), and
-# `str.isdigit` took a Last-Event-ID of "²", which `int` refuses (500).
+# Found by the runs above: numbers beyond PostgreSQL's bigint, and text holding U+0000, reached a
+# query (500); `str.isdigit` took a Last-Event-ID of "²", which `int` refuses (500).
 
 
 def test_numbers_beyond_bigint_are_refused(stack: StackHandle, site: str) -> None:
@@ -148,6 +148,25 @@ def test_numbers_beyond_bigint_are_refused(stack: StackHandle, site: str) -> Non
             r = c.get(path, params=params)
             assert r.status_code == 422, (path, r.status_code, r.text)
         assert c.get("/api/v1/alerts", params={"offset": 2**63 - 1}).json()["alerts"] == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kw"),
+    [
+        ("GET", "/api/v1/points/P0/readings", {"params": {"site": "a\x00b"}}),
+        ("GET", "/api/v1/dead-letters", {"params": {"reason": "\x00"}}),
+        ("GET", "/api/v1/alerts", {"params": {"site": "\x00"}}),
+        ("GET", "/api/v1/sites/a%00/zones", {}),
+        ("POST", "/api/v1/hazards", {"json": {"by": "\x00", "title": "x", "site": "{site}"}}),
+    ],
+)
+def test_text_with_a_nul_is_refused(stack: StackHandle, site: str, method: str, path: str, kw: dict[str, Any]) -> None:
+    """PostgreSQL text cannot hold U+0000: a query or body holding one reached it and answered 500."""
+    if "json" in kw:
+        kw = {"json": {**kw["json"], "site": site}}
+    with stack.http() as c:
+        r = c.request(method, path, **kw)
+    assert r.status_code == 422 and "U+0000" in r.json()["detail"], (r.status_code, r.text)
 
 
 @pytest.mark.parametrize("last_event_id", ["²".encode("latin-1"), "٣".encode(), b"9" * 30, b"-1", b"x"])

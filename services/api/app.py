@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from services.api.audit import AuditMiddleware
-from services.api.errors import declare_errors
+from services.api.errors import install_errors
 from services.api.events import EventBell
 from services.api.metrics import API_METRICS
 from services.api.routers import (
@@ -73,7 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     modules = (health, catalog, sites, readings, dead_letters, alerts, hazards, reports, webhooks, access)
     for module in modules:
         app.include_router(module.router)
-    declare_errors(app, [module.router for module in modules])
+    install_errors(app, [module.router for module in modules])
     app.add_middleware(AuditMiddleware, trusted_proxies=settings.trusted_proxies)
     mount_ui(app)
 

@@ -2,7 +2,7 @@
 
 Every `/api/v1` route answers 401 without a valid token; those that need an admin answer 403,
 those naming a resource in their path 404 (a resource the token may not see is answered exactly as
-one that does not exist), those taking a JSON body 400 when it does not parse. `declare_errors`
+one that does not exist), those taking a JSON body 400 when it does not parse. `install_errors`
 adds these to the OpenAPI document from each route's dependencies and path, so a new router is
 documented without repeating them; what only some routes answer (409 for a step the alert's state
 does not allow) they declare with `responses=errors(...)`. Every error has the same shape, `Error`:
@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+import asyncpg
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.dependencies.models import Dependant
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
@@ -41,7 +43,7 @@ _MEANING = {
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route that answers these codes besides the ones `declare_errors` infers."""
+    """`responses=` for a route that answers these codes besides the ones `install_errors` infers."""
     return {code: {"description": _MEANING[code]} for code in codes}
 
 
@@ -63,13 +65,23 @@ def _inferred(route: APIRoute) -> list[int]:
     return codes
 
 
-def declare_errors(app: FastAPI, routers: Iterable[APIRouter]) -> None:
-    """Make `app.openapi()` declare the error answers of the `/api/` routes of `routers` (those
+_NUL = (asyncpg.exceptions.CharacterNotInRepertoireError, asyncpg.exceptions.UntranslatableCharacterError)
+
+
+async def _refuse_nul(_request: Request, _exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": "text may not contain the NUL character (U+0000)"}, status_code=422)
+
+
+def install_errors(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """Answer text PostgreSQL cannot hold (U+0000, in any parameter or body) with 422, not 500, and
+    make `app.openapi()` declare the error answers of the `/api/` routes of `routers` (those
     included in `app`), with the Error model.
 
     FastAPI's default 422 (a list of validation errors) is replaced, since the API's own 422s
     carry a reason; a route's own description of a code is kept.
     """
+    for exc in _NUL:
+        app.add_exception_handler(exc, _refuse_nul)
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:

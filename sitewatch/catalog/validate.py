@@ -95,9 +95,26 @@ def validate_catalog(doc: object, existing: Existing) -> tuple[Catalog | None, l
             except ValidationError as exc:
                 problems += _problems(path, exc)
             problems += [Problem(f"{path}.{where}", message) for where, message in refs.check(name, item)]
+            problems += [
+                Problem(where, "text may not contain the NUL character (U+0000)") for where in _nul(item, path)
+            ]
     if problems:
         return None, problems
     return Catalog.model_validate(valid), []  # entries are instances now: not validated again
+
+
+def _nul(value: object, path: str) -> Iterator[str]:
+    """The paths of the string values holding U+0000, which PostgreSQL text cannot store (a key
+    holding one is an unknown field)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _nul(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _nul(item, f"{path}[{i}]")
 
 
 def _is_code(value: object) -> TypeGuard[str]:
