@@ -48,6 +48,10 @@ def test_acknowledge_handle_close_with_history_and_pushes(stack: StackHandle) ->
         again = c.post(f"{url}/close", json={"by": "李值班"})
         assert again.status_code == 409 and "already closed" in again.json()["detail"]
         detail = c.get(url).json()
+        deadline = time.monotonic() + 10  # ingest stores the reading beside alerting raising on it
+        while not detail["readings"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            detail = c.get(url).json()
         assert [r["value"] for r in detail["readings"]] == [70.0]  # the source's readings around the raise
         assert [(h["action"], h["by"]) for h in detail["history"]] == [
             ("raise", "evaluator"),
