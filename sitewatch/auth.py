@@ -229,7 +229,7 @@ async def get_token(conn: db.Queryable, token_id: int) -> TokenInfo | None:
 
 async def resolve(conn: db.Queryable, id_or_name: str) -> TokenInfo:
     """The token with this id, or the one token not revoked yet with this name; LookupError otherwise."""
-    if id_or_name.isdigit():
+    if id_or_name.isascii() and id_or_name.isdigit():
         found = await get_token(conn, int(id_or_name))
         if found is None:
             raise LookupError(f"no token {id_or_name}")

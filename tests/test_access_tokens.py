@@ -203,7 +203,7 @@ def test_tokens_through_the_admin_api(stack: StackHandle) -> None:
         assert revoked.status_code == 200 and revoked.json()["state"] == "revoked"
         assert me(stack, made["token"]).status_code == 401
         assert admin.delete(f"/api/v1/tokens/{made['id']}").json()["revoked_at"] == revoked.json()["revoked_at"]
-        for unknown in ("999999", "abc", "1" * 20):
+        for unknown in ("999999", "abc", "1" * 20, "²", "\u0663"):  # superscript two, Arabic-Indic three
             assert admin.delete(f"/api/v1/tokens/{unknown}").status_code == 404
 
 

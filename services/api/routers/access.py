@@ -50,7 +50,8 @@ async def create_token(request: Request, pool: Pool, _admin: Admin, body: NewTok
 @router.delete("/tokens/{token_id}")
 async def revoke_token(request: Request, pool: Pool, _admin: Admin, token_id: str) -> dict[str, Any]:
     """Revoke a token at once: its next request answers 401. Revoking it again changes nothing."""
-    revoked = await auth.revoke(pool, int(token_id)) if token_id.isdigit() and len(token_id) < 10 else None
+    numeric = token_id.isascii() and token_id.isdigit() and len(token_id) < 10  # "²" and "٣" are digits too
+    revoked = await auth.revoke(pool, int(token_id)) if numeric else None
     if revoked is None:
         raise not_found("token", token_id)
     audit.note(request, token=revoked.id)
