@@ -182,6 +182,11 @@ def percentiles(latencies_ms: list[float]) -> dict[str, float | None]:
     }
 
 
+def clock_seq() -> int:
+    """A first `seq` above any earlier run's, so that a rerun is never taken for a redelivery."""
+    return int(time.time() * 1000) * 1000
+
+
 class AlertLedger:
     """Probe crossings sent and alert activations received, matched by (site, value)."""
 
@@ -232,7 +237,7 @@ class Publisher:
         self._codes = [f"P{j:04d}" for j in range(plan.points_per_site)]
         self._phase = np.random.default_rng(7).random((plan.sites, plan.points_per_site))
         self._rng = np.random.default_rng(11)
-        self._seq = [int(time.time() * 1000) * 1000] * plan.sites  # above any earlier run's
+        self._seq = [clock_seq()] * plan.sites
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -342,7 +347,7 @@ async def _stored(conn: asyncpg.Connection[Any], plan: LoadPlan, lo_ms: int, hi_
 
 
 def _connect_probes(plan: LoadPlan, mqtt: dict[str, Any], password: str, ledger: AlertLedger) -> list[Gateway]:
-    first_seq = int(time.time() * 1000) * 1000  # above any earlier run's: a rerun is not a redelivery
+    first_seq = clock_seq()
     gateways = []
     for i in range(plan.sites):
         gw = Gateway(
@@ -431,7 +436,7 @@ async def run(
     report.sustained = (
         report.lost == 0
         and report.doubled == 0
-        and report.publish_rate >= 0.95 * min(plan.readings_per_s, publisher.published / seconds + 1)
+        and report.publish_rate >= 0.95 * plan.readings_per_s
         and report.recall == 1.0
         and report.precision == 1.0
         and (report.latency_ms["p99"] or 0.0) < 1000.0
@@ -461,7 +466,7 @@ async def _sample(
             continue
         span = max(now - last_t, 1e-3)
         pub = publisher.published
-        lat = ledger.latencies_ms(since=last_t - 2.0)
+        window = percentiles(ledger.latencies_ms(since=last_t - 2.0))
         rate = (pub - last_pub) / span
         behind = pub - (cur[EVALUATED] - base[EVALUATED])
         sample = Sample(
@@ -470,8 +475,8 @@ async def _sample(
             stored_per_s=round((cur[STORED] - last[STORED]) / span, 1),
             evaluated_per_s=round((cur[EVALUATED] - last[EVALUATED]) / span, 1),
             lag_s=round(max(0.0, behind) / max(plan.readings_per_s, 1.0), 3),
-            latency_p50_ms=percentiles(lat)["p50"],
-            latency_p99_ms=percentiles(lat)["p99"],
+            latency_p50_ms=window["p50"],
+            latency_p99_ms=window["p99"],
         )
         samples.append(sample)
         if on_sample is not None:
