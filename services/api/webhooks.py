@@ -86,7 +86,7 @@ class WebhookDeliverer:
         cursor = await conn.fetchval(
             "SELECT last_event_id FROM webhook_cursors WHERE enterprise = $1 AND url = $2", enterprise, url
         )
-        if cursor is None:  # a new webhook starts with what happens from now on
+        if cursor is None:  # the catalog load sets it; a webhook added in SQL starts from now
             await conn.execute(
                 "INSERT INTO webhook_cursors (enterprise, url, last_event_id)"
                 " SELECT $1, $2, coalesce(max(id), 0) FROM alert_events",

@@ -84,6 +84,13 @@ async def apply(conn: db.Conn, catalog: Catalog) -> LoadResult:
                 conn, "enterprises", {"code": e.code}, {"name": e.name, "extra": _extra(e, {"code", "name"})}
             )
             result.count("enterprises", status)
+            for hook in e.webhooks:  # a new webhook gets the alert changes from this load on
+                await conn.execute(
+                    "INSERT INTO webhook_cursors (enterprise, url, last_event_id)"
+                    " SELECT $1, $2, coalesce(max(id), 0) FROM alert_events ON CONFLICT DO NOTHING",
+                    e.code,
+                    hook.url,
+                )
         site_cols = {"code", "enterprise", "name", "kind", "timezone", "state", "shift_capacity"}
         for s in catalog.sites:
             status = await _upsert(
