@@ -66,10 +66,41 @@ class LoadPlan:
     probes_per_s: float = 5.0
     prefix: str = "LT"
     drain_timeout: float = 120.0
+    # (factor of `rate`, seconds) in turn, e.g. ((1.5, 60), (0.5, 60)) for an overload and its
+    # aftermath; empty: `rate` for `duration`
+    profile: tuple[tuple[float, float], ...] = ()
 
     @property
     def readings_per_s(self) -> float:
-        return self.sites * self.points_per_site * self.rate
+        """The mean planned rate over the run."""
+        return float(self.sites * self.points_per_site * self.rate * self._cum[1][-1] / max(self.seconds, 1e-9))
+
+    @property
+    def seconds(self) -> float:
+        return float(self._cum[0][-1])
+
+    @property
+    def _cum(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Breakpoints of the profile: elapsed seconds, and readings per point due by then / rate."""
+        phases = self.profile or ((1.0, self.duration),)
+        t = np.concatenate([[0.0], np.cumsum([s for _, s in phases])])
+        return t, np.concatenate([[0.0], np.cumsum([f * s for f, s in phases])])
+
+    def due(self, t: float) -> float:
+        """Readings per point due by `t` seconds into the run (before each point's phase)."""
+        times, counts = self._cum
+        return float(np.interp(t, times, counts)) * self.rate
+
+    def when(self, n: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The instants (seconds into the run) at which `n` readings per point are due: `due`'s inverse."""
+        times, counts = self._cum
+        return np.interp(n / self.rate, counts, times)
+
+    def factor(self, t: float) -> float:
+        """The profile's factor at `t` seconds."""
+        times, _ = self._cum
+        phases = self.profile or ((1.0, self.duration),)
+        return phases[min(int(np.searchsorted(times, t, side="right")) - 1, len(phases) - 1)][0]
 
     def site_code(self, i: int) -> str:
         return f"{self.prefix}-{i:04d}"
@@ -121,6 +152,9 @@ class Sample:
     lag_s: float
     latency_p50_ms: float | None
     latency_p99_ms: float | None
+    status: str = "?"  # the stack's /status: ok, catching_up, overloaded, degraded
+    spool_mb: float = 0.0  # ingest's deferred backlog on disk
+    factor: float = 1.0  # the profile's factor of the rate at this second
 
 
 @dataclass(slots=True)
@@ -143,6 +177,9 @@ class Report:
     latency_ms: dict[str, float | None]
     sustained: bool
     samples: list[Sample] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)  # the /status values seen, in turn
+    final_status: str = "?"  # /status once everything was stored
+    caught_up_s: float | None = None  # end of publishing → everything stored
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,6 +199,12 @@ class Report:
                 f"   precision {self.precision:.3f} recall {self.recall:.3f}",
                 f"  latency     p50 {_ms(lat['p50'])}  p95 {_ms(lat['p95'])}  p99 {_ms(lat['p99'])}"
                 f"  max {_ms(lat['max'])}  (publish → alert on MQTT)",
+                f"  status      {' → '.join(self.statuses) or '-'}; after the drain: {self.final_status}"
+                + (
+                    f" (caught up {self.caught_up_s:.1f} s after publishing ended)"
+                    if self.caught_up_s is not None
+                    else ""
+                ),
             ]
         )
 
@@ -253,9 +296,9 @@ class Publisher:
         infos: list[Any] = []
         prev = 0.0
         while not self._stop.is_set():
-            now = min(time.monotonic() - t0, plan.duration)
-            lo = np.floor(prev * plan.rate + self._phase)
-            hi = np.floor(now * plan.rate + self._phase)
+            now = min(time.monotonic() - t0, plan.seconds)
+            lo = np.floor(plan.due(prev) + self._phase)
+            hi = np.floor(plan.due(now) + self._phase)
             for s, proc in enumerate(self.loaders):
                 lines = self._lines(s, lo[s], hi[s], wall0)
                 if lines:
@@ -265,7 +308,7 @@ class Publisher:
             for s in [s for s, when in returns.items() if when <= now]:
                 del returns[s]
                 infos.append(self._probe(s, 0.0, wall_ms))
-            while next_probe <= now < plan.duration:
+            while next_probe <= now < plan.seconds:
                 s = k % plan.sites
                 if s not in returns:
                     value = 100.0 + k  # its own value: the alert names the crossing it answers
@@ -276,7 +319,7 @@ class Publisher:
                 next_probe += every
             await asyncio.gather(*(p.stdin.drain() for p in self.loaders if p.stdin is not None))
             prev = now
-            if now >= plan.duration and not returns:
+            if now >= plan.seconds and not returns:
                 break
             await asyncio.sleep(max(0.0, t0 + now + TICK_S - time.monotonic()))
         for proc in self.loaders:  # closing stdin: mosquitto_pub exits once the broker acked it all
@@ -302,7 +345,7 @@ class Publisher:
             return []
         phase = self._phase[site]
         nth = np.arange(len(idx)) - np.repeat(np.cumsum(counts) - counts, counts) + 1
-        ts = (wall0 + (lo[idx] + nth - phase[idx]) / self.plan.rate * 1000).astype(np.int64).tolist()
+        ts = (wall0 + self.plan.when(lo[idx] + nth - phase[idx]) * 1000).astype(np.int64).tolist()
         values = np.round(self._rng.normal(20.0, 2.0, len(idx)), 2).tolist()
         points = idx.tolist()
         codes = self._codes
@@ -320,10 +363,16 @@ class Publisher:
 
 
 class Counters:
-    """The services' Prometheus counters, read through the API's `/metrics`."""
+    """The services' Prometheus counters, read through the API's `/metrics`, and its `/status`."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+
+    async def status(self) -> tuple[str, float]:
+        """The stack's state and ingest's spooled bytes (summed over workers)."""
+        body = (await self.client.get("/status", timeout=10)).json()
+        spooled = sum(float(v.get("spool_bytes", 0.0)) for v in body["services"].values())
+        return str(body["status"]), spooled
 
     async def read(self) -> dict[str, float]:
         text = (await self.client.get("/metrics", timeout=10)).text
@@ -399,8 +448,10 @@ async def run(
             samples = await _sample(plan, publisher, ledger, counters, base, job, on_sample)
             await job
             stored = await _drain(conn, plan, publisher)
+            caught_up = time.time() - publisher.t_end_ms / 1000 if stored >= publisher.published else None
+            final_status = await _settled_status(counters)
             end = await counters.read()
-            await asyncio.sleep(min(2.0, plan.duration))  # the last probes' alerts
+            await asyncio.sleep(min(2.0, plan.seconds))  # the last probes' alerts
         finally:
             publisher.stop()
             await conn.close()
@@ -432,6 +483,9 @@ async def run(
         latency_ms=percentiles(latencies),
         sustained=False,
         samples=samples,
+        statuses=_distinct([s.status for s in samples]),
+        final_status=final_status,
+        caught_up_s=round(caught_up, 1) if caught_up is not None else None,
     )
     report.sustained = (
         report.lost == 0
@@ -440,8 +494,25 @@ async def run(
         and report.recall == 1.0
         and report.precision == 1.0
         and (report.latency_ms["p99"] or 0.0) < 1000.0
+        and report.final_status == "ok"
     )
     return report
+
+
+def _distinct(states: list[str]) -> list[str]:
+    """`states` without consecutive repeats."""
+    return [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+
+
+async def _settled_status(counters: Counters, timeout: float = 30.0) -> str:
+    """/status once the deferred backlog drained: "ok" unless something is still wrong."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            state, _ = await counters.status()
+            if state == "ok" or time.monotonic() > deadline:
+                return state
+        await asyncio.sleep(0.5)
 
 
 async def _sample(
@@ -462,6 +533,7 @@ async def _sample(
         now = time.monotonic()
         try:
             cur = await counters.read()
+            status, spooled = await counters.status()
         except httpx.HTTPError:
             continue
         span = max(now - last_t, 1e-3)
@@ -469,14 +541,18 @@ async def _sample(
         window = percentiles(ledger.latencies_ms(since=last_t - 2.0))
         rate = (pub - last_pub) / span
         behind = pub - (cur[EVALUATED] - base[EVALUATED])
+        target = plan.sites * plan.points_per_site * plan.rate * plan.factor(now - t0)
         sample = Sample(
             t=round(now - t0, 2),
             published_per_s=round(rate, 1),
             stored_per_s=round((cur[STORED] - last[STORED]) / span, 1),
             evaluated_per_s=round((cur[EVALUATED] - last[EVALUATED]) / span, 1),
-            lag_s=round(max(0.0, behind) / max(plan.readings_per_s, 1.0), 3),
+            lag_s=round(max(0.0, behind) / max(target, 1.0), 3),
             latency_p50_ms=window["p50"],
             latency_p99_ms=window["p99"],
+            status=status,
+            spool_mb=round(spooled / 1e6, 2),
+            factor=plan.factor(now - t0),
         )
         samples.append(sample)
         if on_sample is not None:
@@ -526,11 +602,14 @@ def plot(report: Report, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     t = [s.t for s in report.samples]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
+    profiled = bool(report.plan.get("profile"))
+    fig, axes = plt.subplots(3 if profiled else 2, 1, figsize=(10, 9 if profiled else 6.5), sharex=True)
+    top, bottom = axes[0], axes[1]
     top.plot(t, [s.published_per_s for s in report.samples], label="published")
     top.plot(t, [s.stored_per_s for s in report.samples], label="stored (ingest)")
     top.plot(t, [s.evaluated_per_s for s in report.samples], label="evaluated (alerting)", linestyle="--")
-    top.axhline(report.plan["readings_per_s"], color="grey", linewidth=0.8, label="target")
+    per_point = report.plan["sites"] * report.plan["points_per_site"] * report.plan["rate"]
+    top.plot(t, [s.factor * per_point for s in report.samples], color="grey", linewidth=0.8, label="target")
     top.set_ylabel("readings/s")
     top.legend(loc="lower right")
     top.set_title(
@@ -541,8 +620,16 @@ def plot(report: Report, path: Path) -> None:
     bottom.plot(t, [s.latency_p99_ms for s in report.samples], label="alert latency p99 (ms)")
     bottom.plot(t, [s.lag_s * 1000 for s in report.samples], label="evaluator lag (ms)", linestyle=":")
     bottom.set_ylabel("ms")
-    bottom.set_xlabel("seconds")
     bottom.legend(loc="upper right")
+    if profiled:
+        spool = axes[2]
+        spool.plot(t, [s.spool_mb for s in report.samples], color="tab:purple", label="deferred to the spool (MB)")
+        colours = {"ok": "tab:green", "catching_up": "tab:blue", "overloaded": "tab:orange", "degraded": "tab:red"}
+        for s in report.samples:
+            spool.axvspan(s.t - 1, s.t, color=colours.get(s.status, "grey"), alpha=0.15, linewidth=0)
+        spool.set_ylabel("MB  (band: /status)")
+        spool.legend(loc="upper right", title=" ".join(f"{k}={v[4:]}" for k, v in colours.items()), fontsize=8)
+    axes[-1].set_xlabel("seconds")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -369,6 +369,14 @@ def loadtest(
     out: Annotated[Path | None, typer.Option("--out", help="Report directory; default DATA_DIR/loadtest/TIME.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     prefix: Annotated[str, typer.Option("--prefix", help="Site codes are PREFIX-0000, PREFIX-0001, …")] = "LT",
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            help="Phases FACTOR:SECONDS,… of --rate instead of --duration, e.g. 1.5:60,0.5:90 (an overload).",
+        ),
+    ] = "",
+    drain: Annotated[float, typer.Option("--drain", min=1, help="Seconds to wait for storage to catch up.")] = 120.0,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Publish SITES × POINTS × RATE readings/s through the stack of --data-dir (or a temporary one
@@ -378,7 +386,16 @@ def loadtest(
 
     from simulators import loadtest as lt
 
-    plan = lt.LoadPlan(sites, points_per_site, rate, duration, probes_per_s=probes, prefix=prefix)
+    try:
+        phases = tuple((float(f), float(t)) for f, t in (p.split(":") for p in profile.split(",") if p))
+    except ValueError:
+        raise typer.BadParameter(f"expected FACTOR:SECONDS,… not {profile!r}", param_hint="--profile") from None
+    if any(f <= 0 or t <= 0 for f, t in phases):
+        raise typer.BadParameter("factors and seconds must be positive", param_hint="--profile")
+    plan = lt.LoadPlan(
+        sites, points_per_site, rate, duration, probes_per_s=probes, prefix=prefix, drain_timeout=drain, profile=phases
+    )
+    duration = plan.seconds
     console = Console(stderr=True)
     with lt.target_stack(data_dir) as (info, dsn, temporary):
         console.print(
@@ -395,7 +412,7 @@ def loadtest(
                     task,
                     completed=min(s.t, duration),
                     stats=f"publish {s.published_per_s:,.0f}/s  ingest {s.stored_per_s:,.0f}/s  "
-                    f"lag {s.lag_s:.2f} s  alert p99 {p99}",
+                    f"lag {s.lag_s:.2f} s  alert p99 {p99}  {s.status}",
                 )
 
             report = asyncio.run(lt.run(plan, info, dsn, show))

@@ -37,6 +37,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # addresses or networks whose X-Forwarded-For the API believes
     mqtt_tls: bool = False  # connect to the broker over TLS
     mqtt_cafile: Path | None = None  # the CA that signed the broker's certificate; None: the system's
+    defer_after_ms: int = 1000  # ingest: a batch the writers cannot take within this goes to the spool
+    nice: int = 0  # CPU niceness the service gives itself (and its database sessions, when it may)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -70,4 +72,6 @@ class Settings:
             trusted_proxies=tuple(p.strip() for p in _env("TRUSTED_PROXIES", "").split(",") if p.strip()),
             mqtt_tls=_env("MQTT_TLS", "").lower() in ("1", "true", "yes", "on") or bool(cafile),
             mqtt_cafile=Path(cafile) if cafile else None,
+            defer_after_ms=int(_env("DEFER_AFTER_MS", "1000")),
+            nice=int(_env("NICE", "0")),
         )

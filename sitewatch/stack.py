@@ -417,6 +417,8 @@ class Stack:
                 ),
             }
         )
+        if name == "ingest":  # bulk storage yields the CPU to alert evaluation (docs/reliability.md, Overload)
+            env.setdefault("SITEWATCH_NICE", "10")
         # With TLS the broker has no plain listener: the services connect over TLS too, and the
         # API serves HTTPS with the same certificate.
         for key in ("MQTT_TLS", "MQTT_CAFILE", "API_CERTFILE", "API_KEYFILE"):

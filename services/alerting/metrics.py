@@ -25,6 +25,12 @@ class AlertingMetrics(ServiceMetrics):
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        self.delay = Gauge(
+            "sitewatch_alerting_delay_seconds",
+            "Broker delivery to evaluated for the oldest message of the last batch: above 1 s alerting is behind",
+            registry=r,
+        )
+        self.queued = Gauge("sitewatch_alerting_queued", "Deliveries received and not yet evaluated", registry=r)
         self.changes = Counter(
             "sitewatch_alerting_alert_changes", "Alert changes published", ["action", "rule"], registry=r
         )

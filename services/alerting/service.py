@@ -226,7 +226,10 @@ class AlertingService:
         self.metrics.positions.inc(sum(len(c.tag) for _, c in positions))
         self.metrics.late.set(self.evaluator.late_skipped)
         self.metrics.evaluate_seconds.observe(time.perf_counter() - started)
-        self.metrics.lag.observe(now / 1000 - min(d.received_ms for d in deliveries) / 1000)
+        delay = now / 1000 - min(d.received_ms for d in deliveries) / 1000
+        self.metrics.lag.observe(delay)
+        self.metrics.delay.set(delay)
+        self.metrics.queued.set(self.session.queue.qsize())
         stamps = [c.ts_ms for _, _, c in readings] + [c.ts_ms for _, c in positions]
         newest = max((int(ts.max()) for ts in stamps if len(ts)), default=0)
         self._checkpoint = max(self._checkpoint, min(newest, now))
@@ -277,6 +280,9 @@ class AlertingService:
         while True:
             await asyncio.sleep(TICK_S)
             self._emit(self.evaluator.tick(now_ms()))
+            if self.session.queue.empty():  # idle: nothing waits, whatever the last batch's delay was
+                self.metrics.delay.set(0)
+                self.metrics.queued.set(0)
 
     async def _store(self) -> None:
         """Write alert changes behind the publishes; keep them while the database is away."""

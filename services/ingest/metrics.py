@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Enum, Gauge, Histogram
 
 from services.ingest.spool import Spool
 from sitewatch.metrics import ServiceMetrics
@@ -50,6 +50,21 @@ class IngestMetrics(ServiceMetrics):
         self.spool_bytes = Gauge("sitewatch_ingest_spool_bytes", "Bytes waiting in the spool", registry=r)
         self.spool_batches = Gauge("sitewatch_ingest_spool_batches", "Batches waiting in the spool", registry=r)
         self.db_up = Gauge("sitewatch_ingest_db_up", "1 while the last write reached PostgreSQL", registry=r)
+        self.load = Enum(
+            "sitewatch_ingest_load",
+            "normal; overloaded: batches are being deferred to the spool; catching_up: the spool drains;"
+            " database_down: the spool holds what PostgreSQL cannot take",
+            states=["normal", "overloaded", "catching_up", "database_down"],
+            registry=r,
+        )
+        self.deferred = Counter(
+            "sitewatch_ingest_deferred_readings",
+            "Readings deferred to the spool because the writers were saturated",
+            registry=r,
+        )
+        self.unacknowledged = Gauge(
+            "sitewatch_ingest_unacknowledged", "Messages received and not yet acknowledged (back-pressure)", registry=r
+        )
         self._window: deque[tuple[float, int]] = deque()
 
     def observe_commit(self, batch: Batch, result: WriteResult, seconds: float) -> None:

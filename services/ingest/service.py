@@ -1,8 +1,14 @@
 """The ingest loop: MQTT deliveries → columns → batches → COPY (or the spool) → PUBACK.
 
-Three tasks share the work: `_consume` decodes deliveries into the open batch and hands full ones
-over, `_write` commits each batch (or spools it when the database is away) and acknowledges its
-messages, `_replay` drains the spool in order once the database is back. Catalog changes arrive by
+Tasks share the work: `_consume` decodes deliveries into the open batch and hands full ones over,
+`_write` commits each batch (or spools it when the database is away), `_acknowledge` PUBACKs in
+order once durable, `_replay` drains the spool once the database is back.
+
+Overload (docs/reliability.md): a batch the writers cannot take within `defer_after_ms` is deferred
+to the spool and acknowledged, so the backlog waits on disk rather than in the broker's memory, and
+the process (niced) leaves the CPU to alerting; the replayers catch up when the load falls. The
+`sitewatch_ingest_load` state says which of normal, overloaded, catching_up, database_down holds.
+Catalog changes arrive by
 LISTEN/NOTIFY; an unknown site or point also triggers a (rate-limited) reload before rejecting, so a
 catalog loaded just before a publish is never raced.
 """
@@ -21,7 +27,7 @@ import asyncpg
 from services.ingest import catalog_view
 from services.ingest.metrics import IngestMetrics
 from services.ingest.spool import Spool
-from sitewatch import protocol
+from sitewatch import priority, protocol
 from sitewatch.mqtt import Delivery, MqttSession
 from sitewatch.settings import Settings
 from sitewatch.store import db, maintenance
@@ -35,6 +41,7 @@ UNKNOWN_SITE = "unknown_site"
 INTERNAL_ERROR = "internal_error"
 _RELOAD_MIN_S = 0.5
 _MAINTENANCE_S = 3600.0
+_OVERLOAD_HOLD_S = 5.0  # the state stays "overloaded" this long after the spool last grew
 
 
 @dataclass(slots=True)
@@ -63,6 +70,9 @@ class IngestService:
         self._listener: asyncpg.Connection[Any] | None = None
         self._reloaded_at = 0.0
         self._reload_wanted = False
+        self._db_down = False
+        self._grew_at = -_OVERLOAD_HOLD_S  # when a batch was last deferred (the writers were saturated)
+        self._unacknowledged = 0  # messages received and not yet PUBACKed
 
     # -- database connections ------------------------------------------------------------------
     async def _writer(self, slot: int) -> Writer:
@@ -75,6 +85,7 @@ class IngestService:
         if writer is not None and not writer.conn.is_closed():
             return writer
         conn = await db.connect(self.settings.dsn)
+        await priority.lower_session(conn, self.settings.nice)
         native = await storage_mode(conn) == "native"
         self._writers[slot] = writer = Writer(conn, native_partitions=native)
         return writer
@@ -84,6 +95,7 @@ class IngestService:
         if writer is not None:
             writer.conn.terminate()
         self.metrics.db_up.set(0)
+        self._db_down = True
 
     async def _reload_catalog(self) -> None:
         """Read the catalog on the listening connection (only the consumer task calls this)."""
@@ -228,8 +240,29 @@ class IngestService:
             if self._reload_wanted:
                 await self._maybe_reload()
             pending = _Pending(batch, acks)
-            await self._ready.put(pending)
             self._order.put_nowait(pending)
+            self._unacknowledged += len(acks)
+            if not await self._hand_over(pending):
+                await self._spool(pending, deferred=True)
+
+    async def _hand_over(self, pending: _Pending) -> bool:
+        """Queue a batch for the writers; False if they could not take it within `defer_after_ms`."""
+        put = asyncio.ensure_future(self._ready.put(pending))
+        await asyncio.wait({put}, timeout=self.settings.defer_after_ms / 1000)
+        if not put.done():
+            put.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await put
+        return not put.cancelled()
+
+    async def _spool(self, pending: _Pending, *, deferred: bool = False) -> None:
+        """Make a batch durable in the spool: the database is away, or (`deferred`) overloaded."""
+        await self.spool.append(pending.batch)
+        self.metrics.spool(self.spool)
+        if deferred:
+            self._grew_at = time.monotonic()
+            self.metrics.deferred.inc(pending.batch.n_readings)
+        pending.durable.set()
 
     # -- writing ------------------------------------------------------------------------------
     async def _commit(self, slot: int, batch: Batch) -> bool:
@@ -243,16 +276,19 @@ class IngestService:
             self._drop_writer(slot)
             return False
         self.metrics.db_up.set(1)
+        self._db_down = False
         self.metrics.observe_commit(batch, result, time.monotonic() - started)
         return True
 
     async def _write(self, slot: int) -> None:
         while True:
             pending = await self._ready.get()
-            if len(self.spool) or not await self._commit(slot, pending.batch):
-                await self.spool.append(pending.batch)
-                self.metrics.spool(self.spool)
-            pending.durable.set()
+            # While the database is away, straight behind what waits for it; otherwise committed
+            # now, beside the replayers (duplicates and late positions do not depend on the order).
+            if (self._db_down and len(self.spool)) or not await self._commit(slot, pending.batch):
+                await self._spool(pending)
+            else:
+                pending.durable.set()
 
     async def _acknowledge(self) -> None:
         """PUBACK batches in the order they were received (MQTT 3.1.1 §4.6), each once durable."""
@@ -261,11 +297,13 @@ class IngestService:
             await pending.durable.wait()
             for mid, qos in pending.acks:
                 self.session.ack(mid, qos)
+            self._unacknowledged -= len(pending.acks)
 
-    async def _replay(self) -> None:
-        slot = self.settings.writers
+    async def _replay(self, slot: int) -> None:
+        """Commit spooled batches, oldest first; as many replayers as writers, so catching up after
+        an overload runs at the writers' full rate."""
         while True:
-            oldest = await self.spool.oldest()
+            oldest = await self.spool.claim()
             if oldest is None:
                 await asyncio.sleep(0.2)
                 continue
@@ -273,9 +311,32 @@ class IngestService:
             if await self._commit(slot, batch):
                 await self.spool.remove(path)
                 self.metrics.spool(self.spool)
-                log.info("replayed %s (%d left)", path.name, len(self.spool))
+                log.debug("replayed %s (%d left)", path.name, len(self.spool))
             else:
+                self.spool.release(path)
                 await asyncio.sleep(1.0)
+
+    async def _watch_load(self) -> None:
+        """Publish the load state and log its changes."""
+        state = "normal"
+        while True:
+            if self._db_down and len(self.spool):
+                now = "database_down"
+            elif time.monotonic() - self._grew_at < _OVERLOAD_HOLD_S:
+                now = "overloaded"
+            elif len(self.spool):
+                now = "catching_up"
+            else:
+                now = "normal"
+            if now != state:
+                level = logging.WARNING if now in ("overloaded", "database_down") else logging.INFO
+                log.log(
+                    level, "load %s → %s (%d spooled batches, %d bytes)", state, now, len(self.spool), self.spool.bytes
+                )
+                state = now
+                self.metrics.load.state(state)
+            self.metrics.unacknowledged.set(self._unacknowledged)
+            await asyncio.sleep(0.5)
 
     async def _maintain(self) -> None:
         while True:
@@ -292,6 +353,7 @@ class IngestService:
             await asyncio.sleep(_MAINTENANCE_S)
 
     async def run(self) -> None:
+        priority.lower_own(self.settings.nice)
         self.metrics.serve(self.settings.port)
         self.metrics.spool(self.spool)
         with contextlib.suppress(*db.UNAVAILABLE):
@@ -301,9 +363,10 @@ class IngestService:
         log.info("ingest ready: %d sites, %d spooled batches", len(self.sites), len(self.spool))
         try:
             async with asyncio.TaskGroup() as tg:
-                for job in (self._consume, self._acknowledge, self._replay, self._maintain):
+                for job in (self._consume, self._acknowledge, self._maintain, self._watch_load):
                     tg.create_task(job())
                 for slot in range(self.settings.writers):
                     tg.create_task(self._write(slot))
+                    tg.create_task(self._replay(self.settings.writers + slot))
         finally:
             await self.session.stop()

@@ -1,4 +1,4 @@
-"""A bounded on-disk spool of whole batches, used while PostgreSQL is unavailable.
+"""A bounded on-disk spool of whole batches, used while PostgreSQL is unavailable or overloaded.
 
 Each batch is one fsynced file named by a monotonically increasing number, so replay order is
 the order of arrival. A batch is acknowledged to the broker only after its file is durable.
@@ -60,6 +60,7 @@ class Spool:
         self._next = int(max(self._files).stem) + 1 if self._files else 1
         self._reserved = 0  # bytes of batches being written: counted against the bound already
         self._space = asyncio.Condition()
+        self._claimed: set[Path] = set()  # batches a replayer is committing
 
     def __len__(self) -> int:
         return len(self._files)
@@ -89,15 +90,25 @@ class Spool:
         finally:
             self._reserved -= len(data)
 
-    async def oldest(self) -> tuple[Path, Batch] | None:
-        if not self._files:
+    async def claim(self) -> tuple[Path, Batch] | None:
+        """The oldest batch no other replayer holds; give it back with `remove` or `release`."""
+        path = next((p for p in self._files if p not in self._claimed), None)
+        if path is None:
             return None
-        path = next(iter(self._files))
-        return path, decode(await asyncio.to_thread(path.read_bytes))
+        self._claimed.add(path)
+        try:
+            return path, decode(await asyncio.to_thread(path.read_bytes))
+        except BaseException:
+            self._claimed.discard(path)
+            raise
+
+    def release(self, path: Path) -> None:
+        self._claimed.discard(path)
 
     async def remove(self, path: Path) -> None:
         await asyncio.to_thread(path.unlink)
         del self._files[path]
+        self._claimed.discard(path)
         async with self._space:
             self._space.notify_all()
 

@@ -32,7 +32,41 @@ async def write_changes(conn: db.Conn, changes: Sequence[Change]) -> None:
     """Persist evaluator changes; idempotent per alert id (the latest state wins)."""
     if not changes:
         return
+    # Snapshot before the first await: the evaluator keeps changing these alert objects meanwhile,
+    # and a row newer than the history written beside it would show a count its steps do not.
     latest = {c.alert.id: c.alert for c in changes}
+    rows = [
+        (
+            a.id,
+            a.site_id,
+            a.source_type,
+            a.source_code,
+            a.rule,
+            a.kind,
+            a.severity,
+            a.cleared,
+            a.value,
+            a.peak,
+            a.count,
+            a.message,
+            a.details,
+            _ts(a.raised_at),
+            _ts(a.due_at),
+            a.overdue,
+        )
+        for a in latest.values()
+    ]
+    events = [(c.alert.site_id, c.alert.id, c.body) for c in changes]
+    history = [
+        (
+            c.alert.id,
+            _ts(c.at_ms),
+            c.action,
+            EVALUATOR,
+            {k: c.body.get(k, getattr(c.alert, k)) for k in ("severity", "value", "count")},
+        )
+        for c in changes
+    ]
     async with conn.transaction():
         await conn.executemany(
             "INSERT INTO alerts (id, site_id, source_type, source_code, rule, kind, severity, cleared, value, peak,"
@@ -41,45 +75,12 @@ async def write_changes(conn: db.Conn, changes: Sequence[Change]) -> None:
             " ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, severity = EXCLUDED.severity,"
             " cleared = EXCLUDED.cleared, value = EXCLUDED.value, peak = EXCLUDED.peak, count = EXCLUDED.count,"
             " message = EXCLUDED.message, details = EXCLUDED.details, updated_at = now()",
-            [
-                (
-                    a.id,
-                    a.site_id,
-                    a.source_type,
-                    a.source_code,
-                    a.rule,
-                    a.kind,
-                    a.severity,
-                    a.cleared,
-                    a.value,
-                    a.peak,
-                    a.count,
-                    a.message,
-                    a.details,
-                    _ts(a.raised_at),
-                    _ts(a.due_at),
-                    a.overdue,
-                )
-                for a in latest.values()
-            ],
+            rows,
         )
-        await conn.executemany(
-            "INSERT INTO alert_events (site_id, alert_id, body) VALUES ($1, $2, $3)",
-            [(c.alert.site_id, c.alert.id, c.body) for c in changes],
-        )
+        await conn.executemany("INSERT INTO alert_events (site_id, alert_id, body) VALUES ($1, $2, $3)", events)
         await conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
         await conn.executemany(
-            "INSERT INTO alert_history (alert_id, at, action, actor, data) VALUES ($1, $2, $3, $4, $5)",
-            [
-                (
-                    c.alert.id,
-                    _ts(c.at_ms),
-                    c.action,
-                    EVALUATOR,
-                    {"severity": c.alert.severity, "value": c.alert.value, "count": c.alert.count},
-                )
-                for c in changes
-            ],
+            "INSERT INTO alert_history (alert_id, at, action, actor, data) VALUES ($1, $2, $3, $4, $5)", history
         )
 
 

@@ -773,6 +773,60 @@ def spool_fill(max_bytes: int) -> Callable[[FaultStack, RunContext], None]:
     return inject
 
 
+def storage_stall() -> tuple[Callable[[FaultStack, RunContext], None], Callable[[FaultStack, RunContext], None]]:
+    """Storage that cannot keep up: a session holds `readings` in SHARE mode (reads go on, writes
+    wait), as a database saturated by more load than it can take would. Ingest must defer to its
+    spool and say "overloaded" on `/status` while alerting stays live; once the lock goes, the
+    spool drains ("catching_up") and the state returns to "ok". The states seen are noted."""
+    release = threading.Event()
+    holder: list[threading.Thread] = []
+
+    def hold(dsn: str, locked: threading.Event) -> None:
+        async def run() -> None:
+            conn = await asyncpg.connect(dsn, timeout=5)
+            try:
+                async with conn.transaction():
+                    await conn.execute("LOCK TABLE readings IN SHARE MODE")
+                    locked.set()
+                    await asyncio.to_thread(release.wait, 120)
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+
+    def watch(stack: FaultStack, ctx: RunContext) -> None:
+        seen: list[str] = ctx.notes.setdefault("states", [])
+        pace = threading.Event()
+        with stack.http() as c:
+            while not ctx.notes.get("status_watch_done"):
+                with contextlib.suppress(httpx.HTTPError):
+                    body = c.get("/status", timeout=2).json()
+                    state = f"{body['status']}/{body['services']['ingest'].get('load', '?')}"
+                    if not seen or seen[-1] != state:
+                        seen.append(state)
+                    ctx.notes["max_alerting_delay_s"] = max(
+                        ctx.notes.get("max_alerting_delay_s", 0.0), body["services"]["alerting"].get("delay_s", 0.0)
+                    )
+                    if seen[-1] == "ok/normal" and ctx.notes.get("stall_ended"):
+                        return
+                pace.wait(0.1)  # sampling /status
+
+    def inject(stack: FaultStack, ctx: RunContext) -> None:
+        release.clear()
+        locked = threading.Event()
+        holder[:] = [threading.Thread(target=hold, args=(stack.dsn, locked), daemon=True)]
+        holder[0].start()
+        assert locked.wait(10), "could not lock readings"
+        threading.Thread(target=watch, args=(stack, ctx), daemon=True).start()
+
+    def end(_stack: FaultStack, ctx: RunContext) -> None:
+        release.set()
+        holder[0].join(10)
+        ctx.notes["stall_ended"] = True
+
+    return inject, end
+
+
 def faults(outage_s: float, spool_max_bytes: int) -> list[Fault]:
     """The matrix: each fault in turn, outages of `outage_s`."""
     spool_setup, spool_teardown = spool_bound(spool_max_bytes)
@@ -780,6 +834,8 @@ def faults(outage_s: float, spool_max_bytes: int) -> list[Fault]:
     def end_spool(stack: FaultStack, ctx: RunContext) -> None:
         stack.up()
         ctx.notes["spool_watch_done"] = True
+
+    stall, unstall = storage_stall()
 
     return [
         Fault("kill -9 ingest", kill("ingest"), component="ingest"),
@@ -808,6 +864,7 @@ def faults(outage_s: float, spool_max_bytes: int) -> list[Fault]:
             setup=spool_setup,
             teardown=spool_teardown,
         ),
+        Fault(f"storage stalled {outage_s:.0f} s (overload)", stall, unstall, outage_s=outage_s),
     ]
 
 

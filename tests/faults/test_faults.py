@@ -34,6 +34,14 @@ def test_fault_loses_nothing_doubles_nothing_and_alerts_as_undisturbed(
         assert result.notes["sse_reconnects"] >= 1  # the stream broke and resumed from Last-Event-ID
     if "spool" in fault.name:
         assert result.notes["spool_peak_bytes"] > 0
+    if "overload" in fault.name:
+        states = result.notes["states"]
+        harness.wait_until("/status back to ok", lambda: states[-1] == "ok/normal", timeout=60)
+        # deferred to the spool and said so; drained; back to normal — and alerting never behind
+        assert "overloaded/overloaded" in states and states[-1] == "ok/normal", states
+        assert states.index("overloaded/overloaded") < len(states) - 1
+        assert result.notes["max_alerting_delay_s"] < 1.0
+        assert (fault_stack.metric("ingest", "sitewatch_ingest_deferred_readings_total") or 0) > 0
 
 
 def test_down_of_one_component_is_not_undone_by_the_supervisor(fault_stack: harness.FaultStack) -> None:

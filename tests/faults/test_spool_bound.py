@@ -34,13 +34,13 @@ async def test_concurrent_writers_never_pass_the_bound_and_wait_for_replay(tmp_p
     await asyncio.wait_for(writers[0], 5)
     assert len(spool) == 3 and spool.bytes <= spool.max_bytes
     assert not writers[1].done() and not writers[2].done()  # back-pressure, nothing dropped
-    oldest = await spool.oldest()
+    oldest = await spool.claim()
     assert oldest is not None
     await spool.remove(oldest[0])
     done, _ = await asyncio.wait(writers[1:], timeout=5, return_when=asyncio.FIRST_COMPLETED)
     assert len(done) == 1 and len(spool) == 3 and spool.bytes <= spool.max_bytes
     for _ in range(3):
-        oldest = await spool.oldest()
+        oldest = await spool.claim()
         assert oldest is not None
         await spool.remove(oldest[0])
     await asyncio.wait_for(asyncio.gather(*writers), 5)
@@ -54,8 +54,24 @@ async def test_a_batch_larger_than_the_bound_goes_in_alone(tmp_path: Path) -> No
     second = asyncio.create_task(spool.append(batch(1)))
     await asyncio.sleep(0)
     assert not second.done()
-    oldest = await spool.oldest()
+    oldest = await spool.claim()
     assert oldest is not None
     await spool.remove(oldest[0])
     await asyncio.wait_for(second, 5)
     assert len(spool) == 1
+
+
+async def test_replayers_claim_distinct_batches_oldest_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    for n in (1, 2, 3):
+        await spool.append(batch(n))
+    first, second = await spool.claim(), await spool.claim()
+    assert first is not None and second is not None
+    assert (first[1].n_readings, second[1].n_readings) == (1, 2)
+    spool.release(first[0])  # its commit failed: it is the oldest again
+    again = await spool.claim()
+    assert again is not None and again[0] == first[0]
+    await spool.remove(second[0])
+    third = await spool.claim()
+    assert third is not None and third[1].n_readings == 3
+    assert await spool.claim() is None  # all three held or gone

@@ -8,6 +8,7 @@ import httpx
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.api.deps import Pool, get_settings
 from services.api.metrics import API_METRICS
@@ -43,10 +44,14 @@ async def _scrape(client: httpx.AsyncClient, name: str, url: str) -> tuple[str, 
         return name, None
 
 
+async def _scrape_all(settings: Settings) -> list[tuple[str, str | None]]:
+    async with httpx.AsyncClient() as client:
+        return list(await asyncio.gather(*(_scrape(client, n, u) for n, u in settings.service_urls.items())))
+
+
 async def collect(settings: Settings) -> str:
     """The API's own families, then each service's, then whether each service answered."""
-    async with httpx.AsyncClient() as client:
-        scraped = await asyncio.gather(*(_scrape(client, n, u) for n, u in settings.service_urls.items()))
+    scraped = await _scrape_all(settings)
     parts = [generate_latest(API_METRICS.registry).decode()]
     up = [
         "# HELP sitewatch_service_up 1 when the service's metrics endpoint answered the scrape",
@@ -63,3 +68,50 @@ async def collect(settings: Settings) -> str:
 async def metrics(settings: Settings = Depends(get_settings)) -> Response:  # noqa: B008
     """Prometheus text format: ingest rate, batch sizes, lag, spool depth, rejects by reason, API."""
     return Response(await collect(settings), media_type=CONTENT_TYPE_LATEST)
+
+
+BEHIND_S = 1.0  # alerting's delay above which the stack reports itself overloaded
+_RANK = {"ok": 0, "catching_up": 1, "overloaded": 2, "degraded": 3}
+
+
+def service_state(name: str, text: str) -> dict[str, float | str]:
+    """The load facts of one service's metrics: its state, and the figures behind it."""
+    values: dict[str, float | str] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "sitewatch_ingest_load" and sample.value == 1:
+                values["load"] = sample.labels["sitewatch_ingest_load"]
+            elif sample.name in _FIGURES:
+                values[_FIGURES[sample.name]] = sample.value
+    if name.startswith("ingest"):
+        load = values.get("load", "normal")
+        values["state"] = {"normal": "ok", "database_down": "degraded"}.get(str(load), str(load))
+    elif name.startswith("alerting"):
+        values["state"] = "overloaded" if float(values.get("delay_s", 0.0)) > BEHIND_S else "ok"
+    else:
+        values["state"] = "ok"
+    return values
+
+
+_FIGURES = {
+    "sitewatch_ingest_readings_per_second": "stored_per_s",
+    "sitewatch_ingest_spool_bytes": "spool_bytes",
+    "sitewatch_ingest_deferred_readings_total": "deferred_readings",
+    "sitewatch_ingest_unacknowledged": "unacknowledged",
+    "sitewatch_ingest_db_up": "db_up",
+    "sitewatch_alerting_delay_seconds": "delay_s",
+    "sitewatch_alerting_queued": "queued",
+    "sitewatch_alerting_unstored_changes": "unstored_changes",
+}
+
+
+@router.get("/status")
+async def status(settings: Settings = Depends(get_settings)) -> dict[str, object]:  # noqa: B008
+    """The stack's load state (docs/reliability.md, Overload): ok, catching_up (storage drains its
+    backlog), overloaded (storage defers to the spool, or alerting is behind) or degraded (a service
+    does not answer, or the database is away); with each service's figures."""
+    services: dict[str, dict[str, float | str]] = {}
+    for name, text in await _scrape_all(settings):
+        services[name] = service_state(name, text) if text is not None else {"state": "degraded", "up": 0}
+    overall = max((str(v["state"]) for v in services.values()), key=_RANK.__getitem__, default="ok")
+    return {"status": overall, "services": services}
