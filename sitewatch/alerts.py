@@ -117,6 +117,17 @@ def _peak(alert: Alert, value: float | None) -> float | None:
     return min(alert.peak, value) if alert.kind == "low" else max(alert.peak, value)
 
 
+_ALERT_IDS = uuid.UUID("5d1c7a1e-8d2b-4c1e-9a57-51e3a7c40000")
+
+
+def alert_id(signal: Signal) -> str:
+    """The id of the alert a signal raises, derived from what raised it: a worker that takes over
+    a shard and evaluates again the readings its predecessor had not yet stored raises the same
+    alert, not a second one (the database upserts by id; a subscriber sees the same id twice)."""
+    site, source_type, source_code, rule = signal.key
+    return str(uuid.uuid5(_ALERT_IDS, f"{site}/{source_type}/{source_code}/{rule}/{signal.ts_ms}"))
+
+
 class AlertTracker:
     """In-memory open alerts by key; `apply` decides what a signal changes.
 
@@ -148,7 +159,7 @@ class AlertTracker:
         if alert is None:
             code, tz = self.sites.get(signal.site_id, (str(signal.site_id), "Asia/Shanghai"))
             alert = Alert(
-                str(uuid.uuid4()),
+                alert_id(signal),
                 signal.site_id,
                 code,
                 tz,

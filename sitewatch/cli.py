@@ -82,11 +82,20 @@ def stack_up(
             "the choice is kept for later `stack up`s.",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Site-sharded ingest and alerting workers (docs/scaling.md); kept for later `stack up`s.",
+        ),
+    ] = None,
 ) -> None:
     """Start everything that is not running yet; return once all of it is ready."""
     try:
         stack = Stack(data_dir)
         stack.use_tls(tls)
+        stack.use_workers(workers)
         info = stack.up(simulators=not no_simulators)
     except StackError as exc:
         raise _fail(str(exc)) from exc

@@ -15,7 +15,8 @@ class ServiceMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.ready = Gauge(f"sitewatch_{service}_ready", "1 once the service is serving", registry=self.registry)
 
-    def serve(self, port: int) -> int:
-        """Serve the registry on 127.0.0.1:port (0 picks a free port); returns the port."""
-        server, _thread = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve the registry on host:port (0 picks a free port; beyond loopback only when told, as
+        in a container Prometheus scrapes); returns the port."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return int(server.server_address[1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,10 @@ class MqttSession:
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self.connected = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # deliveries received by paho's thread, handed to the loop in bulk (one wake-up per burst,
+        # not a self-pipe write per message: that was a tenth of alerting's CPU at 90k readings/s)
+        self._incoming: list[Delivery] = []
+        self._incoming_lock = threading.Lock()
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -106,7 +111,17 @@ class MqttSession:
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         assert self._loop is not None
         delivery = Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, int(time.time() * 1000), bool(msg.retain))
-        self._loop.call_soon_threadsafe(self.queue.put_nowait, delivery)
+        with self._incoming_lock:
+            self._incoming.append(delivery)
+            if len(self._incoming) > 1:
+                return  # a hand-over is already scheduled and will take this one too
+        self._loop.call_soon_threadsafe(self._hand_over)
+
+    def _hand_over(self) -> None:
+        with self._incoming_lock:
+            deliveries, self._incoming = self._incoming, []
+        for delivery in deliveries:
+            self.queue.put_nowait(delivery)
 
     async def start(self, timeout: float = 10.0) -> None:
         self._loop = asyncio.get_running_loop()

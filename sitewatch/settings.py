@@ -39,6 +39,9 @@ class Settings:
     mqtt_cafile: Path | None = None  # the CA that signed the broker's certificate; None: the system's
     defer_after_ms: int = 1000  # ingest: a batch the writers cannot take within this goes to the spool
     nice: int = 0  # CPU niceness the service gives itself (and its database sessions, when it may)
+    shards: int = 1  # site shards of ingest and alerting (docs/scaling.md); 1: one process each
+    worker: int = 0  # this worker's own shard, 0 … shards-1
+    metrics_host: str = "127.0.0.1"  # where a service serves its metrics
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -74,4 +77,7 @@ class Settings:
             mqtt_cafile=Path(cafile) if cafile else None,
             defer_after_ms=int(_env("DEFER_AFTER_MS", "1000")),
             nice=int(_env("NICE", "0")),
+            shards=max(1, int(_env("SHARDS", "1"))),
+            worker=int(_env("WORKER", "0")),
+            metrics_host=_env("METRICS_HOST", "127.0.0.1"),
         )

@@ -40,6 +40,18 @@ from sitewatch.tls import TlsFiles, client_context, local_ca, verify
 DB_NAME = "sitewatch"
 DB_USER = "sitewatch"
 SERVICES = ("ingest", "alerting", "api")
+SHARDED = ("ingest", "alerting")  # run as N site-sharded workers with `stack up --workers N`
+
+
+def service_module(name: str) -> str:
+    """The module a service name runs: worker "ingest-2" is `services.ingest`."""
+    return name.split("-", 1)[0]
+
+
+def _marker(name: str) -> str:
+    return f"services.{service_module(name)}"
+
+
 SIMULATORS = "simulators"
 # The demo's simulated sites: a quiet site of each kind, and every scenario in turn, again and again.
 SIMULATE_ARGS = ("simulate", "--scenario", "all", "--sites", "4", "--loop")
@@ -203,6 +215,36 @@ class Stack:
         return self.secrets[name]
 
     # -- transport security (docs/security.md#transport-security) ---------------------------------
+    # -- site-sharded workers (docs/scaling.md) ----------------------------------------------------
+    @property
+    def workers(self) -> int:
+        return int(self.state.get("workers", 1))
+
+    @property
+    def services(self) -> list[str]:
+        """The services in start order: ingest and alerting workers ("ingest", "ingest-1", …), the API."""
+        names = [f"{base}-{i}" if i else base for base in SHARDED for i in range(self.workers)]
+        return [*names, "api"]
+
+    def _known_services(self) -> list[str]:
+        """`services` and any other the state still records (workers of an earlier `--workers`)."""
+        names = self.services
+        return [*(n for n in self.state.get("services", {}) if n not in names), *names]
+
+    def use_workers(self, n: int | None) -> None:
+        """Run `n` ingest and `n` alerting workers from now on (None keeps the data dir's choice). A
+        change stops the services, so that `up` starts the new set; sites are dealt again."""
+        if n is None or n == self.workers:
+            return
+        if n < 1:
+            raise StackError("--workers must be at least 1")
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with self.locked():
+            self._stop(self._known_services())
+            self.state["workers"] = n
+            self.state["services"] = {k: v for k, v in self.state.get("services", {}).items() if k in self.services}
+            self._save()
+
     @property
     def tls(self) -> TlsFiles | None:
         """The local CA's files when the data dir runs with TLS (`stack up --tls`), else None."""
@@ -218,7 +260,7 @@ class Stack:
             return
         self.layout.root.mkdir(parents=True, exist_ok=True)
         with self.locked():
-            self._stop([SIMULATORS, *SERVICES, "mosquitto"])
+            self._stop([SIMULATORS, *self._known_services(), "mosquitto"])
             self.state["tls"] = on
             self._save()
 
@@ -398,26 +440,29 @@ class Stack:
 
     def service_env(self, name: str) -> dict[str, str]:
         svc = self.state["services"][name]
+        module = service_module(name)
         env = dict(os.environ)
         env.update(
             {
                 "SITEWATCH_DSN": self.dsn,
                 "SITEWATCH_MQTT_HOST": "127.0.0.1",
                 "SITEWATCH_MQTT_PORT": str(self.state["mosquitto"]["port"]),
-                "SITEWATCH_MQTT_USER": f"sitewatch-{name}",
-                "SITEWATCH_MQTT_PASSWORD": self._secret(f"mqtt_{name}"),
+                "SITEWATCH_MQTT_USER": f"sitewatch-{module}",
+                "SITEWATCH_MQTT_PASSWORD": self._secret(f"mqtt_{module}"),
+                "SITEWATCH_SHARDS": str(self.workers),
+                "SITEWATCH_WORKER": name.rpartition("-")[2] if "-" in name else "0",
                 "SITEWATCH_DATA_DIR": str(self.layout.root),
                 "SITEWATCH_PORT": str(svc["port"]),
                 "SITEWATCH_BROKER_DIR": str(self.layout.broker),
                 "SITEWATCH_BROKER_PID": str(self.state["mosquitto"]["pid"]),
                 "SITEWATCH_SERVICE_METRICS": ",".join(
                     f"{other}=http://127.0.0.1:{self.state['services'][other]['port']}/metrics"
-                    for other in SERVICES
+                    for other in self.services
                     if other != "api" and other in self.state["services"]
                 ),
             }
         )
-        if name == "ingest":  # bulk storage yields the CPU to alert evaluation (docs/reliability.md, Overload)
+        if module == "ingest":  # bulk storage yields the CPU to alert evaluation (docs/reliability.md, Overload)
             env.setdefault("SITEWATCH_NICE", "10")
         # With TLS the broker has no plain listener: the services connect over TLS too, and the
         # API serves HTTPS with the same certificate.
@@ -434,7 +479,7 @@ class Stack:
         services = self.state.setdefault("services", {})
         svc = services.setdefault(name, {})
         log_path = self.layout.logs / f"{name}.log"
-        marker = f"services.{name}"
+        marker = _marker(name)
         if not _alive(svc.get("pid"), marker):
             svc["port"] = free_port(svc.get("port"))
             log = open(log_path, "ab")  # noqa: SIM115 (handed to the child)
@@ -463,7 +508,7 @@ class Stack:
                     ca = self.tls.cafile if self.tls else None
                     return httpx.get(f"{self.api_url}/readyz", timeout=1, verify=verify(ca)).status_code == 200
                 text = httpx.get(f"http://127.0.0.1:{svc['port']}/metrics", timeout=1).text
-                return f"sitewatch_{name}_ready 1.0" in text
+                return f"sitewatch_{service_module(name)}_ready 1.0" in text
             except httpx.HTTPError:
                 return False
 
@@ -511,13 +556,13 @@ class Stack:
             started.append("mosquitto")
         after = {name: (self.state.get(name, {}).get("port"), self.state.get(name, {}).get("pid")) for name in before}
         if any(before[n][0] != after[n][0] for n in before):
-            self._stop(list(SERVICES))  # they were told the old addresses
+            self._stop(self._known_services())  # they were told the old addresses
         elif before["mosquitto"][1] != after["mosquitto"][1]:
             self._stop(["api"])  # it reloads the broker's credentials by signalling its pid
-        for name in SERVICES:
+        for name in self.services:
             if name in skip:
                 continue
-            if not _alive(self.state.get("services", {}).get(name, {}).get("pid"), f"services.{name}"):
+            if not _alive(self.state.get("services", {}).get(name, {}).get("pid"), _marker(name)):
                 started.append(name)
             self._start_service(name, wait=wait)  # `up` also waits for one the supervisor just started
         return started
@@ -574,7 +619,7 @@ class Stack:
             }
         for name, svc in self.state.get("services", {}).items():
             components[name] = {
-                "running": _alive(svc.get("pid"), f"services.{name}"),
+                "running": _alive(svc.get("pid"), _marker(name)),
                 "pid": svc.get("pid"),
                 "port": svc["port"],
                 "log": str(self.layout.logs / f"{name}.log"),
@@ -603,7 +648,7 @@ class Stack:
         """Stop exactly what `up` started, the supervisor first, services next and PostgreSQL last,
         or only the named components: the supervisor leaves those alone until `up` starts them
         again. Data stays."""
-        names = [SIMULATORS, *reversed(SERVICES), "mosquitto", "postgres"]
+        names = [SIMULATORS, *reversed(self._known_services()), "mosquitto", "postgres"]
         unknown = set(only or []) - set(names)
         if unknown:
             raise StackError(f"unknown component(s): {', '.join(sorted(unknown))}; choose from {', '.join(names)}")
@@ -619,7 +664,7 @@ class Stack:
             return self._stop(only)
 
     def _stop(self, only: list[str] | None) -> list[str]:
-        names = [SIMULATORS, *reversed(SERVICES), "mosquitto", "postgres"]
+        names = [SIMULATORS, *reversed(self._known_services()), "mosquitto", "postgres"]
         stopped = []
         for name in names:
             if only and name not in only:
@@ -633,7 +678,7 @@ class Stack:
                 entry = self.state.get(name, {})
                 marker = SIMULATE_ARGS[0] if name == SIMULATORS else name
             else:
-                entry, marker = self.state.get("services", {}).get(name, {}), f"services.{name}"
+                entry, marker = self.state.get("services", {}).get(name, {}), _marker(name)
             if _alive(entry.get("pid"), marker):
                 _terminate(entry["pid"], marker)
                 _reap(entry["pid"])

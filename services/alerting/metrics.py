@@ -30,6 +30,12 @@ class AlertingMetrics(ServiceMetrics):
             "Broker delivery to evaluated for the oldest message of the last batch: above 1 s alerting is behind",
             registry=r,
         )
+        self.event_lag = Gauge(
+            "sitewatch_alerting_event_lag_seconds",
+            "Now minus the newest reading time of the last batch: with live gateways, how far evaluation is behind"
+            " (a gateway replaying its buffer alone shows its age)",
+            registry=r,
+        )
         self.queued = Gauge("sitewatch_alerting_queued", "Deliveries received and not yet evaluated", registry=r)
         self.changes = Counter(
             "sitewatch_alerting_alert_changes", "Alert changes published", ["action", "rule"], registry=r
@@ -41,3 +47,9 @@ class AlertingMetrics(ServiceMetrics):
             "sitewatch_alerting_unstored_changes", "Alert changes waiting for the database", registry=r
         )
         self.open_alerts = Gauge("sitewatch_alerting_open_alerts", "Open alerts by severity", ["severity"], registry=r)
+        self.overdue = Gauge(
+            "sitewatch_alerting_overdue_alerts",
+            "Alerts not closed by the end of their day (the same-day rule), by severity",
+            ["severity"],
+            registry=r,
+        )

@@ -20,7 +20,7 @@ import asyncpg
 import numpy as np
 
 from services.alerting.metrics import AlertingMetrics
-from sitewatch import protocol
+from sitewatch import protocol, shards
 from sitewatch.alerts import Alert, AlertTracker, Change
 from sitewatch.mqtt import Delivery, MqttSession
 from sitewatch.rules.base import PositionEvent, RuleCatalog, Signal
@@ -40,6 +40,7 @@ CHECKPOINT_KEY = "alerting_checkpoint_ms"
 REPLAY_HOURS = 24
 CATALOG_RELOAD_MIN_S = 0.5
 DEADLINES_S = 1.0  # how often the same-day clock looks for alerts coming due
+STORE_TIMEOUT_S = 10.0
 
 
 def now_ms() -> int:
@@ -47,16 +48,26 @@ def now_ms() -> int:
 
 
 class AlertingService:
-    def __init__(self, settings: Settings) -> None:
+    """The evaluator for every site, or (`shard`) for one shard's: its session then receives every
+    site's traffic and evaluates only its own sites'."""
+
+    def __init__(
+        self, settings: Settings, shard: shards.Shard | None = None, metrics: AlertingMetrics | None = None
+    ) -> None:
         self.settings = settings
-        self.metrics = AlertingMetrics()
+        self.shard = shard
+        self.metrics = metrics or AlertingMetrics()
         self.evaluator = Evaluator(default_families(), late_window_ms=settings.late_window_s * 1000)
         self.tracker = AlertTracker({})
         self.session = MqttSession.for_service(
-            "sitewatch-alerting",
+            shard.client_id("alerting") if shard else "sitewatch-alerting",
             settings,
             [("sw/v1/+/+/telemetry", 1), ("sw/v1/+/+/positions", 1), ("sw/v1/+/+/status", 1)],
         )
+        self._checkpoint_key = f"{CHECKPOINT_KEY}:{shard.key}" if shard else CHECKPOINT_KEY
+        self._others: set[str] = set()  # other shards' sites: known, not ours
+        self._unacked: list[Delivery] = []  # evaluated; acknowledged once their alert changes are stored
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._points: dict[int, dict[str, int]] = {}
         self._zones: dict[int, set[str]] = {}
         self._unstored: list[Change] = []
@@ -84,6 +95,7 @@ class AlertingService:
         if self._catalog_conn is None or self._catalog_conn.is_closed():
             self._catalog_conn = await db.connect(self.settings.dsn)
             await self._catalog_conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._reload.set())
+            await self._catalog_conn.add_listener(shards.NOTIFY_CHANNEL, lambda *_: self._reload.set())
             await self._catalog_conn.add_listener(alert_store.HUMAN_CHANNEL, self._human_step)
         return self._catalog_conn
 
@@ -107,13 +119,24 @@ class AlertingService:
                 if isinstance(family, Threshold):
                     family.reset(point)
 
+    async def _load_catalog(self, conn: asyncpg.Connection[Any]) -> RuleCatalog:
+        """The catalog of the sites this instance evaluates."""
+        catalog = await rule_catalog.load(conn)
+        if self.shard is None:
+            return catalog
+        mine = await shards.sites_of(conn, self.shard.index)
+        self._others = set(catalog.site_ids) - mine
+        return catalog.only(mine)
+
     async def _rebuild(self) -> None:
         """Catalog, open alerts and the state behind them, before the first delivery."""
         conn = await self._catalog_connection()
-        catalog = await rule_catalog.load(conn)
+        catalog = await self._load_catalog(conn)
         self._reloaded_at = time.monotonic()
         self._apply_catalog(catalog)
-        checkpoint = await conn.fetchval("SELECT value FROM storage_info WHERE key = $1", CHECKPOINT_KEY)
+        checkpoint = await conn.fetchval(
+            "SELECT value FROM storage_info WHERE key = $1", self._checkpoint_key
+        ) or await conn.fetchval("SELECT value FROM storage_info WHERE key = $1", CHECKPOINT_KEY)
         self._checkpoint = int(checkpoint) if checkpoint else now_ms()
         since = self._checkpoint - REPLAY_HOURS * 3_600_000
         rows = await conn.fetch(
@@ -122,10 +145,11 @@ class AlertingService:
             since,
             self._checkpoint,
         )
+        rows = [r for r in rows if r["site_id"] in catalog.sites]
         if rows:
             self._replay_positions(rows)
         await self._replay_windows(conn, catalog)
-        open_alerts = await alert_store.open_alerts(conn)
+        open_alerts = [a for a in await alert_store.open_alerts(conn) if a.site_id in catalog.sites]
         self.tracker.load(open_alerts)
         for family in self.evaluator.families:
             if isinstance(family, Threshold):
@@ -232,6 +256,8 @@ class AlertingService:
         self.metrics.queued.set(self.session.queue.qsize())
         stamps = [c.ts_ms for _, _, c in readings] + [c.ts_ms for _, c in positions]
         newest = max((int(ts.max()) for ts in stamps if len(ts)), default=0)
+        if newest:
+            self.metrics.event_lag.set(max(0.0, (now - newest) / 1000))
         self._checkpoint = max(self._checkpoint, min(newest, now))
 
     async def _consume(self) -> None:
@@ -255,13 +281,12 @@ class AlertingService:
                 self._evaluate(deliveries)
             except Exception:  # a bug in one batch must not stop every alert; ingest has stored it
                 log.exception("evaluating %d deliveries failed; they are acknowledged and skipped", len(deliveries))
-            for d in deliveries:
-                self.session.ack(d.mid, d.qos)
+            self._unacked.extend(deliveries)
 
     async def _reload_catalog(self) -> None:
         self._reload.clear()
         try:
-            self._apply_catalog(await rule_catalog.load(await self._catalog_connection()))
+            self._apply_catalog(await self._load_catalog(await self._catalog_connection()))
             self._reloaded_at = time.monotonic()
         except db.UNAVAILABLE as exc:
             log.warning("catalog reload failed (%s); keeping the one loaded", exc)
@@ -272,7 +297,11 @@ class AlertingService:
         """A delivery names a site the loaded catalog lacks (a catalog loaded a moment ago)."""
         for d in deliveries:
             topic = protocol.parse_topic(d.topic)
-            if topic is not None and topic.site not in self.evaluator.catalog.site_ids:
+            if (
+                topic is not None
+                and topic.site not in self.evaluator.catalog.site_ids
+                and topic.site not in self._others
+            ):
                 return True
         return False
 
@@ -282,47 +311,71 @@ class AlertingService:
             self._emit(self.evaluator.tick(now_ms()))
             if self.session.queue.empty():  # idle: nothing waits, whatever the last batch's delay was
                 self.metrics.delay.set(0)
+                self.metrics.event_lag.set(0)
                 self.metrics.queued.set(0)
 
     async def _store(self) -> None:
-        """Write alert changes behind the publishes; keep them while the database is away."""
+        """Write alert changes behind the publishes; keep them while the database is away.
+
+        The deliveries behind them are acknowledged once they are stored (or the database is away:
+        then alerting goes on from memory), so a worker killed before storing leaves them to the
+        next owner, which evaluates them again and raises the same alerts (`alert_id`)."""
         while True:
             await asyncio.sleep(TICK_S)
-            changes, self._unstored = self._unstored, []
-            try:
-                if self._store_conn is None or self._store_conn.is_closed():
-                    self._store_conn = await db.connect(self.settings.dsn)
-                conn = self._store_conn
-                await alert_store.write_changes(conn, changes)
-                if time.monotonic() - self._deadlines_at >= DEADLINES_S:
-                    self._deadlines_at = time.monotonic()
-                    self._announce(
-                        await alert_store.deadlines(
-                            conn,
-                            unacknowledged_red_s=self.settings.red_escalation_s,
-                            regulator_after_s=self.settings.regulator_escalation_s,
-                        )
-                    )
-                await conn.execute(
-                    "INSERT INTO storage_info (key, value) VALUES ($1, $2)"
-                    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                    CHECKPOINT_KEY,
-                    str(self._checkpoint),
-                )
-            except db.UNAVAILABLE as exc:
-                log.warning("database unavailable (%s): %d alert changes wait", exc, len(changes))
-                self._unstored[:0] = changes
-                if self._store_conn is not None:
-                    self._store_conn.terminate()
-                    self._store_conn = None
-                await asyncio.sleep(1.0)
+            await self._store_once()
             self.metrics.unstored.set(len(self._unstored))
-            by_severity = [0, 0, 0, 0]
+            by_severity, overdue = [0, 0, 0, 0], [0, 0, 0, 0]
             for alert in self.tracker.open.values():
                 if not alert.cleared:
                     by_severity[alert.severity - 1] += 1
-            for severity, count in enumerate(by_severity, start=1):
-                self.metrics.open_alerts.labels(str(severity)).set(count)
+                if alert.overdue:
+                    overdue[alert.severity - 1] += 1
+            for severity in range(1, 5):
+                self.metrics.open_alerts.labels(str(severity)).set(by_severity[severity - 1])
+                self.metrics.overdue.labels(str(severity)).set(overdue[severity - 1])
+
+    async def _store_once(self) -> None:
+        changes, self._unstored = self._unstored, []
+        evaluated, self._unacked = self._unacked, []
+        try:
+            async with asyncio.timeout(STORE_TIMEOUT_S):  # a hung database must not hold the acks forever
+                await self._write(changes, evaluated)
+        except db.UNAVAILABLE as exc:
+            log.warning("database unavailable (%s): %d alert changes wait", exc, len(changes))
+            self._acknowledge(evaluated)
+            self._unstored[:0] = changes
+            if self._store_conn is not None:
+                self._store_conn.terminate()
+                self._store_conn = None
+            await asyncio.sleep(1.0)
+
+    async def _write(self, changes: list[Change], evaluated: list[Delivery]) -> None:
+        if self._store_conn is None or self._store_conn.is_closed():
+            self._store_conn = await db.connect(self.settings.dsn)
+        conn = self._store_conn
+        await alert_store.write_changes(conn, changes)
+        await conn.execute(
+            "INSERT INTO storage_info (key, value) VALUES ($1, $2)"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            self._checkpoint_key,
+            str(self._checkpoint),
+        )
+        self._acknowledge(evaluated)
+        if time.monotonic() - self._deadlines_at >= DEADLINES_S:
+            self._deadlines_at = time.monotonic()
+            self._announce(
+                await alert_store.deadlines(
+                    conn,
+                    unacknowledged_red_s=self.settings.red_escalation_s,
+                    regulator_after_s=self.settings.regulator_escalation_s,
+                )
+            )
+
+    def _acknowledge(self, deliveries: list[Delivery]) -> None:
+        """PUBACK once: a packet id acknowledged twice may by then name another message."""
+        for d in deliveries:
+            self.session.ack(d.mid, d.qos)
+        deliveries.clear()
 
     def _announce(self, steps: list[tuple[str, Alert]]) -> None:
         """Push deadline steps (overdue, escalation) and keep the tracker's copies in step."""
@@ -335,7 +388,7 @@ class AlertingService:
                 tracked.details = alert.details
 
     async def run(self) -> None:
-        self.metrics.serve(self.settings.port)
+        """Rebuild, then evaluate until cancelled (`stop` first stores what was evaluated)."""
         while True:
             try:
                 await self._rebuild()
@@ -347,7 +400,20 @@ class AlertingService:
         self.metrics.ready.set(1)
         try:
             async with asyncio.TaskGroup() as tg:
-                for job in (self._consume, self._tick, self._store):
-                    tg.create_task(job())
+                self._tasks = {job.__name__: tg.create_task(job()) for job in (self._consume, self._tick, self._store)}
         finally:
             await self.session.stop()
+            for conn in (self._catalog_conn, self._store_conn):
+                if conn is not None:
+                    conn.terminate()
+
+    async def stop(self) -> None:
+        """Stop evaluating, then store the changes and acknowledge the deliveries behind them: the
+        next owner of the shard starts exactly where this one ends."""
+        for name in ("_consume", "_tick"):
+            if name in self._tasks:
+                self._tasks[name].cancel()
+        with contextlib.suppress(*db.FAILED):
+            await self._store_once()
+        if "_store" in self._tasks:
+            self._tasks["_store"].cancel()

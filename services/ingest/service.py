@@ -27,7 +27,7 @@ import asyncpg
 from services.ingest import catalog_view
 from services.ingest.metrics import IngestMetrics
 from services.ingest.spool import Spool
-from sitewatch import priority, protocol
+from sitewatch import priority, protocol, shards
 from sitewatch.mqtt import Delivery, MqttSession
 from sitewatch.settings import Settings
 from sitewatch.store import db, maintenance
@@ -52,14 +52,21 @@ class _Pending:
 
 
 class IngestService:
-    def __init__(self, settings: Settings) -> None:
+    """Ingest for every site, or (`shard`) for one shard's: its session then receives every site's
+    traffic and acknowledges the other shards' without storing it (their owners store it)."""
+
+    def __init__(
+        self, settings: Settings, shard: shards.Shard | None = None, metrics: IngestMetrics | None = None
+    ) -> None:
         self.settings = settings
-        self.metrics = IngestMetrics()
-        self.spool = Spool(settings.data_dir / "spool" / "ingest", settings.spool_max_bytes)
-        self._catalog_file = settings.data_dir / "ingest-catalog.json"
+        self.shard = shard
+        self.metrics = metrics or IngestMetrics()
+        suffix = f"-{shard.key}" if shard else ""
+        self.spool = Spool(settings.data_dir / "spool" / f"ingest{suffix}", settings.spool_max_bytes)
+        self._catalog_file = settings.data_dir / f"ingest-catalog{suffix}.json"
         self.sites = catalog_view.read(self._catalog_file)
         self.session = MqttSession.for_service(
-            "sitewatch-ingest",
+            shard.client_id("ingest") if shard else "sitewatch-ingest",
             settings,
             [("sw/v1/+/+/telemetry", 1), ("sw/v1/+/+/positions", 1), ("sw/v1/+/+/status", 1)],
         )
@@ -102,6 +109,7 @@ class IngestService:
         if self._listener is None or self._listener.is_closed():
             self._listener = await db.connect(self.settings.dsn)
             await self._listener.add_listener(CATALOG_CHANNEL, lambda *_: self._want_reload())
+            await self._listener.add_listener(shards.NOTIFY_CHANNEL, lambda *_: self._want_reload())
         self._reload_wanted = False
         self.sites = await catalog_view.load(self._listener)
         self._reloaded_at = time.monotonic()
@@ -140,6 +148,8 @@ class IngestService:
         site = self.sites.get(topic.site)
         if site is None and await self._maybe_reload():
             site = self.sites.get(topic.site)
+        if self.shard is not None and (site.shard if site else 0) != self.shard.index:
+            return  # another shard's site (an unknown one is shard 0's to dead-letter)
         if site is None:
             self._reject(
                 batch,
@@ -353,20 +363,31 @@ class IngestService:
             await asyncio.sleep(_MAINTENANCE_S)
 
     async def run(self) -> None:
-        priority.lower_own(self.settings.nice)
-        self.metrics.serve(self.settings.port)
+        """Run until cancelled; what is not acknowledged yet stays in the broker's session."""
         self.metrics.spool(self.spool)
         with contextlib.suppress(*db.UNAVAILABLE):
             await self._reload_catalog()
         await self.session.start()
         self.metrics.ready.set(1)
         log.info("ingest ready: %d sites, %d spooled batches", len(self.sites), len(self.spool))
+        # partitions and retention are one process's job: the unsharded one's, or shard 0's
+        jobs = [self._consume, self._acknowledge, self._watch_load]
+        if self.shard is None or self.shard.index == 0:
+            jobs.append(self._maintain)
         try:
             async with asyncio.TaskGroup() as tg:
-                for job in (self._consume, self._acknowledge, self._maintain, self._watch_load):
+                for job in jobs:
                     tg.create_task(job())
                 for slot in range(self.settings.writers):
                     tg.create_task(self._write(slot))
                     tg.create_task(self._replay(self.settings.writers + slot))
         finally:
             await self.session.stop()
+            for slot in list(self._writers):
+                self._writers.pop(slot).conn.terminate()
+            if self._listener is not None:
+                self._listener.terminate()
+
+    async def stop(self) -> None:
+        """Nothing to hand over: the caller cancels `run`, and unacknowledged messages are the
+        next owner's from the broker, spooled ones from the shard's spool."""

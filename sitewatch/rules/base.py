@@ -92,6 +92,15 @@ class RuleCatalog:
         self.point_ids = {(p.site_id, p.code): p.id for p in self.points.values()}
         self.size = max(self.points, default=-1) + 1
 
+    def only(self, codes: set[str]) -> RuleCatalog:
+        """The part of the catalog for the sites `codes` (a shard's), with the same ids."""
+        ids = {s.id for s in self.sites.values() if s.code in codes}
+        return RuleCatalog(
+            {i: s for i, s in self.sites.items() if i in ids},
+            {k: z for k, z in self.zones.items() if k[0] in ids},
+            {i: p for i, p in self.points.items() if p.site_id in ids},
+        )
+
     def pair_of(self, point: PointInfo) -> int:
         """The id of the point's `pair` on the same site, or -1."""
         return self.point_ids.get((point.site_id, point.pair), -1) if point.pair else -1

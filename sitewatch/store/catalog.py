@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sitewatch import shards
 from sitewatch.catalog.broker import hash_password, verify_password
 from sitewatch.catalog.models import Catalog
 from sitewatch.catalog.validate import Existing
@@ -163,5 +164,6 @@ async def apply(conn: db.Conn, catalog: Catalog) -> LoadResult:
             )
             result.count("tags", status)
         if result.changed:
+            await shards.assign_new_sites(conn)  # in the same transaction: no delivery finds a site unowned
             await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
     return result

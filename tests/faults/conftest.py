@@ -10,13 +10,18 @@ import pytest
 from tests.faults import harness
 
 
-@pytest.fixture(scope="module")
-def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.FaultStack]:
-    stack = harness.FaultStack(tmp_path_factory.mktemp("fault-stack"))
+def own_stack(tmp_path_factory: pytest.TempPathFactory, name: str, workers: int = 1) -> Iterator[harness.FaultStack]:
+    """A stack of the module's own, stopped at its end."""
+    stack = harness.FaultStack(tmp_path_factory.mktemp(name), workers=workers)
     try:
         yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.FaultStack]:
+    yield from own_stack(tmp_path_factory, "fault-stack")
 
 
 @pytest.fixture(scope="module")

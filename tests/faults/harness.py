@@ -175,11 +175,11 @@ def traversable(path: Path) -> None:
 class FaultStack:
     """A stack of its own, driven through the `sitewatch` CLI as an operator would."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, workers: int = 1) -> None:
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         traversable(data_dir)
-        self.up()
+        self.up(workers=workers)
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> str:
         proc = subprocess.run(
@@ -194,8 +194,9 @@ class FaultStack:
             raise RuntimeError(f"sitewatch {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc.stdout
 
-    def up(self, env: dict[str, str] | None = None) -> None:
-        info = json.loads(self.cli("stack", "up", "--no-simulators", "--json", env=env))
+    def up(self, env: dict[str, str] | None = None, workers: int | None = None) -> None:
+        more = ["--workers", str(workers)] if workers else []
+        info = json.loads(self.cli("stack", "up", "--no-simulators", *more, "--json", env=env))
         self.api, self.token = info["api"], info["token"]
         self.mqtt_host, self.mqtt_port = info["mqtt"]["host"], info["mqtt"]["port"]
         self.dsn: str = self.status()["components"]["postgres"]["dsn"]
@@ -211,7 +212,7 @@ class FaultStack:
 
     def pid(self, name: str) -> int:
         state = json.loads(Path(self.data_dir / "stack.json").read_text())
-        entry = state["services"][name] if name in ("ingest", "alerting", "api") else state[name]
+        entry = state["services"][name] if name in state.get("services", {}) else state[name]
         return int(entry["pid"])
 
     def http(self) -> httpx.Client:
@@ -223,7 +224,8 @@ class FaultStack:
         try:
             if name == "api":
                 return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-            return f"sitewatch_{name}_ready 1.0" in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+            module = name.split("-")[0]  # worker "alerting-1" runs the alerting service
+            return f"sitewatch_{module}_ready 1.0" in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
         except httpx.HTTPError:
             return False
 
@@ -592,9 +594,28 @@ def count_stored(dsn: str, site: str) -> tuple[int, int]:
     return int(row["r"]), int(row["p"])
 
 
-def checkpoint(dsn: str) -> int:
-    value = query(dsn, "SELECT value FROM storage_info WHERE key = 'alerting_checkpoint_ms'")
+def checkpoint(dsn: str, site: str) -> int:
+    """How far alerting has evaluated `site`: its shard's checkpoint when workers are sharded."""
+    value = query(
+        dsn,
+        "SELECT value FROM storage_info WHERE key = coalesce('alerting_checkpoint_ms:s' || ("
+        " SELECT ss.shard::text FROM site_shards ss JOIN sites s ON s.id = ss.site_id WHERE s.code = $1"
+        " AND (SELECT value::int FROM storage_info WHERE key = 'shards') > 1), 'alerting_checkpoint_ms')",
+        site,
+    )
     return int(value[0]["value"]) if value else 0
+
+
+def owner(dsn: str, service: str, site: str) -> str:
+    """The worker ("alerting", "alerting-1", …) whose shard holds `site`, by the shard's number."""
+    shard = query(dsn, "SELECT ss.shard FROM site_shards ss JOIN sites s ON s.id = ss.site_id WHERE s.code = $1", site)
+    n = int(shard[0]["shard"]) if shard else 0
+    return f"{service}-{n}" if n else service
+
+
+def lease_holder(dsn: str, service: str, shard: int) -> str | None:
+    rows = query(dsn, "SELECT owner FROM shard_leases WHERE service = $1 AND shard = $2", service, shard)
+    return str(rows[0]["owner"]) if rows else None
 
 
 def caught_up(stack: FaultStack, site: str, readings: int, ts_ms: int, component: str | None) -> bool:
@@ -603,7 +624,7 @@ def caught_up(stack: FaultStack, site: str, readings: int, ts_ms: int, component
     if component in ("ingest", "alerting", "api") and not stack.ready(component):
         return False
     try:
-        return count_stored(stack.dsn, site)[0] >= readings and checkpoint(stack.dsn) >= ts_ms
+        return count_stored(stack.dsn, site)[0] >= readings and checkpoint(stack.dsn, site) >= ts_ms
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
         return False
 
@@ -823,6 +844,46 @@ def storage_stall() -> tuple[Callable[[FaultStack, RunContext], None], Callable[
         release.set()
         holder[0].join(10)
         ctx.notes["stall_ended"] = True
+
+    return inject, end
+
+
+def kill_owner(
+    service: str,
+) -> tuple[Callable[[FaultStack, RunContext], None], Callable[[FaultStack, RunContext], None]]:
+    """Sharded workers: SIGKILL the worker that owns the run's site, with the supervisor first so
+    that it stays dead; another worker must take its shard over (`takeover_s`, kill → lease held by
+    another). The end is `stack up`: the worker is back and is handed its shard again
+    (`handback_s`)."""
+
+    def inject(stack: FaultStack, ctx: RunContext) -> None:
+        name = owner(stack.dsn, service, ctx.site)
+        shard = int(name.rpartition("-")[2]) if "-" in name else 0
+        os.kill(stack.pid("supervisor"), 9)
+        killed = time.monotonic()
+        os.kill(stack.pid(name), 9)
+        ctx.notes.update(killed=name, killed_pid=stack.pid(name), shard=shard)
+        home = f"{service}-{shard}@"
+
+        def taken_over() -> bool:
+            holder = lease_holder(stack.dsn, service, shard)
+            return holder is not None and not holder.startswith(home)
+
+        wait_until(f"another worker runs {service} shard {shard}", taken_over, timeout=30, poll_s=0.05)
+        ctx.notes["takeover_s"] = round(time.monotonic() - killed, 2)
+        ctx.notes["taken_by"] = lease_holder(stack.dsn, service, shard)
+
+    def end(stack: FaultStack, ctx: RunContext) -> None:
+        stack.up()
+        back = time.monotonic()
+        home = f"{service}-{ctx.notes['shard']}@"
+        wait_until(
+            f"{ctx.notes['killed']} runs its shard again",
+            lambda: (lease_holder(stack.dsn, service, ctx.notes["shard"]) or "").startswith(home),
+            timeout=30,
+            poll_s=0.05,
+        )
+        ctx.notes["handback_s"] = round(time.monotonic() - back, 2)
 
     return inject, end
 

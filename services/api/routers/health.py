@@ -71,6 +71,7 @@ async def metrics(settings: Settings = Depends(get_settings)) -> Response:  # no
 
 
 BEHIND_S = 1.0  # alerting's delay above which the stack reports itself overloaded
+EVENT_BEHIND_S = 2.0  # … or the age of the newest reading it evaluated (clocks and gateways add some)
 _RANK = {"ok": 0, "catching_up": 1, "overloaded": 2, "degraded": 3}
 
 
@@ -87,7 +88,8 @@ def service_state(name: str, text: str) -> dict[str, float | str]:
         load = values.get("load", "normal")
         values["state"] = {"normal": "ok", "database_down": "degraded"}.get(str(load), str(load))
     elif name.startswith("alerting"):
-        values["state"] = "overloaded" if float(values.get("delay_s", 0.0)) > BEHIND_S else "ok"
+        behind = float(values.get("delay_s", 0.0)) > BEHIND_S or float(values.get("event_lag_s", 0.0)) > EVENT_BEHIND_S
+        values["state"] = "overloaded" if behind else "ok"
     else:
         values["state"] = "ok"
     return values
@@ -100,6 +102,7 @@ _FIGURES = {
     "sitewatch_ingest_unacknowledged": "unacknowledged",
     "sitewatch_ingest_db_up": "db_up",
     "sitewatch_alerting_delay_seconds": "delay_s",
+    "sitewatch_alerting_event_lag_seconds": "event_lag_s",
     "sitewatch_alerting_queued": "queued",
     "sitewatch_alerting_unstored_changes": "unstored_changes",
 }
