@@ -39,11 +39,6 @@ WORKER_MODULES = ("services.ingest", "services.alerting")
 DATA_DIR = "/var/lib/sitewatch"  # the Dockerfile's SITEWATCH_DATA_DIR: the spool lives under it
 # Series Prometheus itself makes for every target.
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
-# Metrics a dashboard shows that the code does not define yet, with what they must be. A test below
-# fails once one is defined, so that it leaves this list and gets checked like the others.
-PENDING = {
-    "sitewatch_alerting_overdue_alerts": "gauge{severity}: alerts not closed past their deadline (alerts.overdue)",
-}
 
 
 class _ComposeLoader(yaml.SafeLoader):
@@ -338,12 +333,4 @@ def test_every_dashboard_metric_is_defined() -> None:
     assert "sitewatch_ingest_readings_stored_total" in defined and "sitewatch_service_up" in defined
     used = dashboard_metrics()
     unknown = {n: sorted(where) for n, where in used.items() if n not in defined and n not in PROMETHEUS_SERIES}
-    unknown = {n: where for n, where in unknown.items() if n not in PENDING}
     assert not unknown, f"dashboard metrics no service defines: {unknown}"
-    assert set(PENDING) <= set(used), f"pending metrics no dashboard uses any more: {set(PENDING) - set(used)}"
-
-
-def test_pending_metrics_are_still_missing() -> None:
-    """Once the code defines a pending metric, it leaves PENDING (and is then checked with the rest)."""
-    now_defined = set(PENDING) & set(defined_metrics())
-    assert not now_defined, f"{sorted(now_defined)} are defined now: remove them from PENDING"
