@@ -378,8 +378,8 @@ class Counters:
         text = (await self.client.get("/metrics", timeout=10)).text
         out = dict.fromkeys((STORED, EVALUATED), 0.0)
         for family in text_string_to_metric_families(text):
-            if family.name in out:
-                out[family.name] = sum(s.value for s in family.samples if s.name.endswith("_total"))
+            if family.name in out:  # summed over workers when the services are sharded
+                out[family.name] += sum(s.value for s in family.samples if s.name.endswith("_total"))
         return out
 
 

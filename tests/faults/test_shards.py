@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.faults import harness
 from tests.faults.conftest import WORKLOAD, own_stack
@@ -94,3 +95,20 @@ def test_a_dead_worker_is_taken_over_and_handed_back(
     taker = int(result.notes["taken_by"].split("@")[0].rpartition("-")[2])
     log = shard_stack.data_dir / "logs" / (f"{service}-{taker}.log" if taker else f"{service}.log")
     assert f"took over shard {result.notes['shard']} of {service}" in log.read_text()
+
+
+def test_metrics_and_status_tell_the_workers_apart(shard_stack: harness.FaultStack) -> None:
+    with shard_stack.http() as c:
+        text = c.get("/metrics").text
+        status = c.get("/status").json()
+    types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types)), "a family exported twice: Prometheus would refuse the scrape"
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    ready = {s.labels["worker"]: s.value for s in families["sitewatch_alerting_ready"].samples}
+    assert ready == {"alerting-0": 1.0, "alerting-1": 1.0}
+    assert {s.labels["worker"] for s in families["sitewatch_ingest_readings_stored"].samples} == {
+        "ingest-0",
+        "ingest-1",
+    }
+    assert set(status["services"]) == {"ingest", "ingest-1", "alerting", "alerting-1"}
+    assert status["status"] in ("ok", "catching_up", "overloaded")

@@ -7,8 +7,9 @@ import asyncio
 import httpx
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Metric, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from services.api.deps import Pool, get_settings
 from services.api.metrics import API_METRICS
@@ -58,10 +59,36 @@ async def collect(settings: Settings) -> str:
         "# TYPE sitewatch_service_up gauge",
     ]
     for name, text in scraped:
-        if text is not None:
-            parts.append(text)
         up.append(f'sitewatch_service_up{{service="{name}"}} {1 if text is not None else 0}')
+    texts = [(name, text) for name, text in scraped if text is not None]
+    if settings.shards > 1:  # N workers export the same families: one each, told apart by `worker`
+        parts.append(_merged(texts))
+    else:
+        parts.extend(text for _, text in texts)
     return "".join(parts) + "\n".join(up) + "\n"
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def _merged(texts: list[tuple[str, str]]) -> str:
+    """The workers' expositions as one, every sample labelled with its `worker` ("ingest-1")."""
+    families: dict[str, Metric] = {}
+    for name, text in texts:
+        worker = name if "-" in name else f"{name}-0"
+        for family in text_string_to_metric_families(text):
+            merged = families.setdefault(
+                family.name, Metric(family.name, family.documentation, family.type, family.unit)
+            )
+            merged.samples.extend(s._replace(labels={**s.labels, "worker": worker}) for s in family.samples)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(list(families.values())))
+    return generate_latest(registry).decode()
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
