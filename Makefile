@@ -14,9 +14,10 @@ DATA   ?= ./var
 system-deps:
 	@scripts/install-system-deps.sh
 
-# What only the tests need: Debian's chromium for the browser tests (never a downloaded browser).
+# What only the tests need: Debian's chromium for the browser tests (never a downloaded browser), and
+# nats-server for the clustered-broker test (docs/scaling.md).
 test-deps:
-	@scripts/install-system-deps.sh --test
+	@scripts/install-system-deps.sh --test --cluster
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
