@@ -25,6 +25,25 @@ from sitewatch.tls import client_context
 log = logging.getLogger(__name__)
 
 
+class _Client(paho.Client):
+    """paho's client whose network thread survives an exception in its loop. paho 2.1 iterates
+    its outgoing packets while reconnecting without the lock `ack` takes, and a PUBACK queued from
+    the event loop at that moment raised "deque mutated during iteration" and killed the thread:
+    the session then never reconnected. Now the thread logs it and goes on."""
+
+    def _thread_main(self) -> None:
+        try:
+            while not self._thread_terminate:
+                try:
+                    self.loop_forever(retry_first_connection=True)
+                    break  # disconnect() was called
+                except Exception:
+                    log.exception("MQTT network loop failed; reconnecting")
+                    time.sleep(1.0)
+        finally:
+            self._thread = None
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     topic: str
@@ -61,7 +80,7 @@ class MqttSession:
         # not a self-pipe write per message: that was a tenth of alerting's CPU at 90k readings/s)
         self._incoming: list[Delivery] = []
         self._incoming_lock = threading.Lock()
-        self._client = paho.Client(
+        self._client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=not persistent,
@@ -130,8 +149,10 @@ class MqttSession:
         await asyncio.wait_for(self.connected.wait(), timeout)
 
     def ack(self, mid: int, qos: int) -> None:
-        """PUBACK a delivery; safe from the event loop thread (paho queues the packet under a lock)."""
-        if qos:
+        """PUBACK a delivery; safe from the event loop thread (paho queues the packet under a lock).
+        Not while disconnected: the broker sends the message again on reconnecting, and a
+        persistent session keeps it until then."""
+        if qos and self.connected.is_set():
             self._client.ack(mid, qos)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:

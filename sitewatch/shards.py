@@ -7,7 +7,8 @@ lives with its owner). A changed number of shards re-deals every site.
 
 A shard is run by whichever worker holds its lease (`shard_leases`, renewed every
 `LEASE_RENEW_S`, valid `LEASE_TTL_S`). Worker i takes shard i as soon as it is free; a lease that
-stays expired `TAKEOVER_GRACE_S` more is taken by any live worker, which then runs that shard too:
+stays expired `TAKEOVER_GRACE_S` more, while worker i is not alive, is taken by any live worker,
+which then runs that shard too:
 its own MQTT session (client id per shard, persistent, so what was published meanwhile waits in
 the broker), its state rebuilt from the database. When worker i is back, the other hands shard i
 back. Each shard's session receives every site's traffic and keeps only its own sites', so a
@@ -22,6 +23,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,9 +37,10 @@ log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "sitewatch_shards"
 SHARDS_KEY = "shards"
-LEASE_TTL_S = 3.0
+LEASE_TTL_S = 4.0
 LEASE_RENEW_S = 1.0
-TAKEOVER_GRACE_S = 1.0
+TAKEOVER_GRACE_S = 1.5
+STARTUP_GRACE_S = 5.0  # a worker just started leaves the others this long to start theirs
 _ASSIGN_LOCK = 0x5157_0009
 
 
@@ -149,6 +152,8 @@ class Worker:
         self.factory = factory
         self.owner = f"{service}-{index}@{socket.gethostname()}:{os.getpid()}"
         self.running: dict[int, tuple[ShardService, asyncio.Task[None]]] = {}
+        self.stopping: dict[int, asyncio.Task[None]] = {}
+        self.started = time.monotonic()
 
     async def run(self) -> None:
         conn: asyncpg.Connection[Any] | None = None
@@ -171,7 +176,8 @@ class Worker:
                 await asyncio.sleep(LEASE_RENEW_S)
         finally:
             for shard in list(self.running):
-                await self._stop(shard)
+                self._begin_stop(shard)
+            await asyncio.gather(*self.stopping.values(), return_exceptions=True)
             if conn is not None:
                 with contextlib.suppress(*db.FAILED):
                     await conn.execute(
@@ -181,7 +187,8 @@ class Worker:
 
     async def _round(self, conn: asyncpg.Connection[Any]) -> None:
         """Renew what it holds, take its own shard when free, take over abandoned ones, hand back
-        shards whose worker is alive again."""
+        shards whose worker is alive again. Stopping a shard runs beside the rounds (its lease
+        renewed until its session is closed): a slow stop must not let the other leases lapse."""
         rows = await conn.fetch(
             "SELECT shard, owner, extract(epoch FROM now() - expires_at) AS expired_s FROM shard_leases"
             " WHERE service = $1",
@@ -189,20 +196,32 @@ class Worker:
         )
         leases = {r["shard"]: (r["owner"], float(r["expired_s"])) for r in rows}
         await self._lease(conn, _presence(self.index))  # "worker i is alive", whatever it runs
+        settled = time.monotonic() - self.started > STARTUP_GRACE_S
         for shard in range(self.count):
-            owner, expired_s = leases.get(shard, (None, float("inf")))
-            mine = owner == self.owner
-            if mine and shard != self.index and self._home_alive(leases, shard):
-                await self._stop(shard)  # its worker is back: hand it over
-                await self._release(conn, shard)
+            stopping = self.stopping.get(shard)
+            if stopping is not None:
+                if stopping.done():
+                    del self.stopping[shard]
+                    await self._release(conn, shard)
+                else:
+                    await self._lease(conn, shard)
                 continue
-            home = shard == self.index
-            wanted = mine or (home and expired_s > 0) or expired_s > TAKEOVER_GRACE_S
+            owner, expired_s = leases.get(shard, (None, float("inf")))
+            mine, home = owner == self.owner, shard == self.index
+            home_alive = not home and self._home_alive(leases, shard)
+            if mine and home_alive:
+                self._begin_stop(shard)  # its worker is back: hand it over
+                await self._lease(conn, shard)
+                continue
+            # another's shard only once it has been free a while, its worker is not alive, and
+            # this worker has been up long enough for the others to have started too
+            takeover = expired_s > TAKEOVER_GRACE_S and not home_alive and (settled or owner is not None)
+            wanted = mine or (home and expired_s > 0) or takeover
             if wanted and await self._lease(conn, shard):
                 if shard not in self.running:
                     self._start(shard, took_over=not home)
             elif shard in self.running:
-                await self._stop(shard)  # lost the lease (this worker was stalled): another runs it
+                self._begin_stop(shard)  # lost the lease (this worker was stalled): another runs it
 
     def _home_alive(self, leases: dict[int, tuple[str | None, float]], shard: int) -> bool:
         """Whether the worker whose home is `shard` is alive (its presence lease is live)."""
@@ -236,11 +255,12 @@ class Worker:
         else:
             log.info("running shard %d", shard)
 
-    async def _stop(self, shard: int) -> None:
+    def _begin_stop(self, shard: int) -> None:
         entry = self.running.pop(shard, None)
-        if entry is None:
-            return
-        instance, task = entry
+        if entry is not None:
+            self.stopping[shard] = asyncio.create_task(self._stopped(shard, *entry))
+
+    async def _stopped(self, shard: int, instance: ShardService, task: asyncio.Task[None]) -> None:
         await instance.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -68,6 +68,7 @@ class AlertingService:
         self._others: set[str] = set()  # other shards' sites: known, not ours
         self._unacked: list[Delivery] = []  # evaluated; acknowledged once their alert changes are stored
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
         self._points: dict[int, dict[str, int]] = {}
         self._zones: dict[int, set[str]] = {}
         self._unstored: list[Change] = []
@@ -320,8 +321,9 @@ class AlertingService:
         The deliveries behind them are acknowledged once they are stored (or the database is away:
         then alerting goes on from memory), so a worker killed before storing leaves them to the
         next owner, which evaluates them again and raises the same alerts (`alert_id`)."""
-        while True:
-            await asyncio.sleep(TICK_S)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), TICK_S)
             await self._store_once()
             self.metrics.unstored.set(len(self._unstored))
             by_severity, overdue = [0, 0, 0, 0], [0, 0, 0, 0]
@@ -342,7 +344,8 @@ class AlertingService:
                 await self._write(changes, evaluated)
         except db.UNAVAILABLE as exc:
             log.warning("database unavailable (%s): %d alert changes wait", exc, len(changes))
-            self._acknowledge(evaluated)
+            if not self._stopping.is_set():  # stopping: the next owner evaluates them again
+                self._acknowledge(evaluated)
             self._unstored[:0] = changes
             if self._store_conn is not None:
                 self._store_conn.terminate()
@@ -408,12 +411,13 @@ class AlertingService:
                     conn.terminate()
 
     async def stop(self) -> None:
-        """Stop evaluating, then store the changes and acknowledge the deliveries behind them: the
-        next owner of the shard starts exactly where this one ends."""
+        """Stop evaluating, then let the store task write the last changes and acknowledge the
+        deliveries behind them: the next owner of the shard starts exactly where this one ends."""
         for name in ("_consume", "_tick"):
             if name in self._tasks:
                 self._tasks[name].cancel()
-        with contextlib.suppress(*db.FAILED):
-            await self._store_once()
-        if "_store" in self._tasks:
-            self._tasks["_store"].cancel()
+        self._stopping.set()
+        store = self._tasks.get("_store")
+        if store is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(store), STORE_TIMEOUT_S + 2)

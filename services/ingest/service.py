@@ -295,7 +295,9 @@ class IngestService:
             pending = await self._ready.get()
             # While the database is away, straight behind what waits for it; otherwise committed
             # now, beside the replayers (duplicates and late positions do not depend on the order).
-            if (self._db_down and len(self.spool)) or not await self._commit(slot, pending.batch):
+            if not pending.batch.msg_site and not pending.batch.dead:
+                pending.durable.set()  # only other shards' messages: nothing to store
+            elif (self._db_down and len(self.spool)) or not await self._commit(slot, pending.batch):
                 await self._spool(pending)
             else:
                 pending.durable.set()
