@@ -51,6 +51,7 @@ PROBER = "GW-PROBE"  # the probes and the alert subscription, through paho
 PROBE = "PROBE"
 PROBE_LIMIT = 50.0
 PER_MESSAGE = 500
+PROBED_MAX = 100
 TICK_S = 0.05
 ACTIVATIONS = ("raise", "retrigger")
 STORED = "sitewatch_ingest_readings_stored"
@@ -69,11 +70,19 @@ class LoadPlan:
     # (factor of `rate`, seconds) in turn, e.g. ((1.5, 60), (0.5, 60)) for an overload and its
     # aftermath; empty: `rate` for `duration`
     profile: tuple[tuple[float, float], ...] = ()
+    flush_s: float = TICK_S  # each load gateway publishes what is due this often (a gateway's batching)
 
     @property
     def readings_per_s(self) -> float:
         """The mean planned rate over the run."""
         return float(self.sites * self.points_per_site * self.rate * self._cum[1][-1] / max(self.seconds, 1e-9))
+
+    @property
+    def probed(self) -> list[int]:
+        """The sites that carry probes: all of them up to PROBED_MAX, else PROBED_MAX spread evenly
+        (each probe gateway is a paho client with its thread in this process)."""
+        step = max(1, math.ceil(self.sites / PROBED_MAX))
+        return list(range(0, self.sites, step))
 
     @property
     def seconds(self) -> float:
@@ -271,7 +280,11 @@ class Publisher:
     and come back below it two ticks later."""
 
     def __init__(
-        self, plan: LoadPlan, loaders: list[asyncio.subprocess.Process], probes: list[Gateway], ledger: AlertLedger
+        self,
+        plan: LoadPlan,
+        loaders: list[asyncio.subprocess.Process],
+        probes: dict[int, Gateway],
+        ledger: AlertLedger,
     ) -> None:
         self.plan, self.loaders, self.probes, self.ledger = plan, loaders, probes, ledger
         self.published = 0
@@ -282,6 +295,7 @@ class Publisher:
         self._rng = np.random.default_rng(11)
         self._seq = [clock_seq()] * plan.sites
         self._stop = asyncio.Event()
+        self._probed = sorted(probes)
 
     def stop(self) -> None:
         self._stop.set()
@@ -294,22 +308,24 @@ class Publisher:
         next_probe, k = 0.0, 0
         returns: dict[int, float] = {}  # site → when its probe goes back below the limit
         infos: list[Any] = []
-        prev = 0.0
+        sent = 0.0  # the load is published up to this instant
         while not self._stop.is_set():
             now = min(time.monotonic() - t0, plan.seconds)
-            lo = np.floor(plan.due(prev) + self._phase)
-            hi = np.floor(plan.due(now) + self._phase)
-            for s, proc in enumerate(self.loaders):
-                lines = self._lines(s, lo[s], hi[s], wall0)
-                if lines:
-                    assert proc.stdin is not None
-                    proc.stdin.write(b"\n".join(lines) + b"\n")
+            if now - sent >= plan.flush_s or now >= plan.seconds:  # a gateway's batching interval
+                lo = np.floor(plan.due(sent) + self._phase)
+                hi = np.floor(plan.due(now) + self._phase)
+                for s, proc in enumerate(self.loaders):
+                    lines = self._lines(s, lo[s], hi[s], wall0)
+                    if lines:
+                        assert proc.stdin is not None
+                        proc.stdin.write(b"\n".join(lines) + b"\n")
+                sent = now
             wall_ms = int(time.time() * 1000)
             for s in [s for s, when in returns.items() if when <= now]:
                 del returns[s]
                 infos.append(self._probe(s, 0.0, wall_ms))
             while next_probe <= now < plan.seconds:
-                s = k % plan.sites
+                s = self._probed[k % len(self._probed)]
                 if s not in returns:
                     value = 100.0 + k  # its own value: the alert names the crossing it answers
                     self.ledger.crossing(self.probes[s].site, value, time.monotonic())
@@ -318,7 +334,6 @@ class Publisher:
                 k += 1
                 next_probe += every
             await asyncio.gather(*(p.stdin.drain() for p in self.loaders if p.stdin is not None))
-            prev = now
             if now >= plan.seconds and not returns:
                 break
             await asyncio.sleep(max(0.0, t0 + now + TICK_S - time.monotonic()))
@@ -395,17 +410,17 @@ async def _stored(conn: asyncpg.Connection[Any], plan: LoadPlan, lo_ms: int, hi_
     )
 
 
-def _connect_probes(plan: LoadPlan, mqtt: dict[str, Any], password: str, ledger: AlertLedger) -> list[Gateway]:
+def _connect_probes(plan: LoadPlan, mqtt: dict[str, Any], password: str, ledger: AlertLedger) -> dict[int, Gateway]:
     first_seq = clock_seq()
-    gateways = []
-    for i in range(plan.sites):
+    gateways = {}
+    for i in plan.probed:
         gw = Gateway(
             mqtt["host"], mqtt["port"], plan.site_code(i), PROBER, password,
             first_seq=first_seq, client_id=f"loadtest-probe-{plan.site_code(i)}", cafile=mqtt.get("cafile"),
         )  # fmt: skip
         gw.connect()
         gw.subscribe_alerts(ledger.on_alert)
-        gateways.append(gw)
+        gateways[i] = gw
     return gateways
 
 
@@ -455,7 +470,7 @@ async def run(
         finally:
             publisher.stop()
             await conn.close()
-            for gw in gateways:
+            for gw in gateways.values():
                 gw.close()
             for proc in loaders:
                 if proc.returncode is None:

@@ -386,6 +386,10 @@ def loadtest(
         ),
     ] = "",
     drain: Annotated[float, typer.Option("--drain", min=1, help="Seconds to wait for storage to catch up.")] = 120.0,
+    flush: Annotated[
+        float,
+        typer.Option("--flush", min=0.05, help="Each load gateway publishes what is due every FLUSH seconds."),
+    ] = 0.05,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Publish SITES × POINTS × RATE readings/s through the stack of --data-dir (or a temporary one
@@ -402,7 +406,15 @@ def loadtest(
     if any(f <= 0 or t <= 0 for f, t in phases):
         raise typer.BadParameter("factors and seconds must be positive", param_hint="--profile")
     plan = lt.LoadPlan(
-        sites, points_per_site, rate, duration, probes_per_s=probes, prefix=prefix, drain_timeout=drain, profile=phases
+        sites,
+        points_per_site,
+        rate,
+        duration,
+        probes_per_s=probes,
+        prefix=prefix,
+        drain_timeout=drain,
+        profile=phases,
+        flush_s=flush,
     )
     duration = plan.seconds
     console = Console(stderr=True)

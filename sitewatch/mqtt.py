@@ -80,6 +80,9 @@ class MqttSession:
         # not a self-pipe write per message: that was a tenth of alerting's CPU at 90k readings/s)
         self._incoming: list[Delivery] = []
         self._incoming_lock = threading.Lock()
+        # sites whose messages this session acknowledges on arrival without handing them over
+        # (another shard's, docs/scaling.md); replaced whole, read by paho's thread
+        self.ignored_sites: frozenset[str] = frozenset()
         self._client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -127,8 +130,12 @@ class MqttSession:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.connected.clear)
 
-    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+    def _on_message(self, client: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         assert self._loop is not None
+        if self.ignored_sites and msg.topic.split("/", 3)[2] in self.ignored_sites:
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)  # on paho's own thread: no race with its reconnects
+            return
         delivery = Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, int(time.time() * 1000), bool(msg.retain))
         with self._incoming_lock:
             self._incoming.append(delivery)

@@ -127,6 +127,7 @@ class AlertingService:
             return catalog
         mine = await shards.sites_of(conn, self.shard.index)
         self._others = set(catalog.site_ids) - mine
+        self.session.ignored_sites = frozenset(self._others)
         return catalog.only(mine)
 
     async def _rebuild(self) -> None:

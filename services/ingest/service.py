@@ -112,6 +112,8 @@ class IngestService:
             await self._listener.add_listener(shards.NOTIFY_CHANNEL, lambda *_: self._want_reload())
         self._reload_wanted = False
         self.sites = await catalog_view.load(self._listener)
+        if self.shard is not None:
+            self.session.ignored_sites = frozenset(c for c, v in self.sites.items() if v.shard != self.shard.index)
         self._reloaded_at = time.monotonic()
         catalog_view.save(self._catalog_file, self.sites)
 
