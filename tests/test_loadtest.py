@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import numpy as np
 
 from simulators.loadtest import AlertLedger, LoadPlan
 from tests.conftest import StackHandle, sw, traversable, unique
@@ -78,3 +79,33 @@ def test_plan_catalog_gives_every_site_a_gateway_probe_and_points() -> None:
     assert [s["code"] for s in doc["sites"]] == ["X-0000", "X-0001"]
     assert len(doc["points"]) == 2 * 4 and {p["period_s"] for p in doc["points"] if p["code"] != "PROBE"} == {2}
     assert plan.readings_per_s == 3.0
+
+
+def test_a_profile_plans_each_phase_at_its_rate() -> None:
+    plan = LoadPlan(sites=2, points_per_site=3, rate=10, duration=99, profile=((1.5, 4.0), (0.5, 6.0)))
+    assert plan.seconds == 10.0 and plan.factor(3.9) == 1.5 and plan.factor(4.1) == 0.5
+    assert plan.due(4.0) == 60.0 and plan.due(10.0) == 60.0 + 30.0  # 15/s for 4 s, then 5/s for 6 s
+    assert plan.readings_per_s == 2 * 3 * 90 / 10  # the mean planned rate
+    n = np.array([0.0, 30.0, 60.0, 75.0, 90.0])
+    assert np.allclose(plan.when(n), [0.0, 2.0, 4.0, 7.0, 10.0])  # `due`'s inverse
+    assert np.allclose([plan.due(t) for t in plan.when(n)], n)
+
+
+def test_probes_cover_at_most_a_hundred_sites_spread_over_all() -> None:
+    assert LoadPlan(sites=7, points_per_site=1, rate=1, duration=1).probed == list(range(7))
+    probed = LoadPlan(sites=500, points_per_site=1, rate=1, duration=1).probed
+    assert len(probed) == 100 and probed[0] == 0 and probed[-1] == 495
+
+
+async def test_an_overload_profile_reports_the_stack_status(stack: StackHandle, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    stack.cli(
+        "loadtest", "--sites", "2", "--points-per-site", "20", "--rate", "5", "--profile", "2:2,0.5:2",
+        "--flush", "0.2", "--prefix", unique("LP"), "--out", str(out), "--quiet",
+    )  # fmt: skip
+    report = _report(out)
+    assert report["plan"]["profile"] == [[2.0, 2.0], [0.5, 2.0]]
+    assert report["lost"] == 0 and report["final_status"] == "ok" and report["statuses"]
+    assert {s["factor"] for s in report["samples"]} <= {2.0, 0.5}
+    bad = stack.cli("loadtest", "--profile", "fast", check=False)
+    assert bad.returncode != 0 and "FACTOR:SECONDS" in bad.stderr

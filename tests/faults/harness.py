@@ -874,8 +874,8 @@ def kill_owner(
         ctx.notes["taken_by"] = lease_holder(stack.dsn, service, shard)
 
     def end(stack: FaultStack, ctx: RunContext) -> None:
+        back = time.monotonic()  # `up` restarts the worker (and the supervisor) and waits for it
         stack.up()
-        back = time.monotonic()
         home = f"{service}-{ctx.notes['shard']}@"
         wait_until(
             f"{ctx.notes['killed']} runs its shard again",
