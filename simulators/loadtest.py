@@ -200,7 +200,12 @@ class Report:
             [
                 f"load test {self.started_at}: {verdict}",
                 f"  plan        {plan['sites']} sites × {plan['points_per_site']} points × {plan['rate']:g}/s"
-                f" for {plan['duration']:g} s = {plan['readings_per_s']:,.0f} readings/s",
+                + (
+                    f" × {', '.join(f'{f:g} for {t:g} s' for f, t in plan['profile'])}"
+                    f" = {plan['readings_per_s']:,.0f} readings/s on average"
+                    if plan.get("profile")
+                    else f" for {plan['duration']:g} s = {plan['readings_per_s']:,.0f} readings/s"
+                ),
                 f"  published   {self.published:,} readings at {self.publish_rate:,.0f}/s",
                 f"  stored      {self.stored:,}   lost {self.lost:,}   doubled {self.doubled:,}",
                 f"  ingest      {self.ingest_rate:,.0f} readings/s   max evaluator lag {self.max_lag_s:.2f} s",
@@ -637,13 +642,23 @@ def plot(report: Report, path: Path) -> None:
     bottom.set_ylabel("ms")
     bottom.legend(loc="upper right")
     if profiled:
-        spool = axes[2]
-        spool.plot(t, [s.spool_mb for s in report.samples], color="tab:purple", label="deferred to the spool (MB)")
+        backlog = axes[2]
+        stored, evaluated, last = 0.0, 0.0, 0.0
+        behind_storage, behind_alerting = [], []
+        for s in report.samples:  # published minus stored / evaluated, integrated over the run
+            span, last = s.t - last, s.t
+            stored += (s.published_per_s - s.stored_per_s) * span
+            evaluated += (s.published_per_s - s.evaluated_per_s) * span
+            behind_storage.append(max(0.0, stored) / 1e6)
+            behind_alerting.append(max(0.0, evaluated) / 1e6)
+        backlog.plot(t, behind_storage, color="tab:orange", label="not yet stored (M readings)")
+        backlog.plot(t, behind_alerting, color="tab:green", linestyle="--", label="not yet evaluated (M readings)")
+        backlog.plot(t, [s.spool_mb / 100 for s in report.samples], color="tab:purple", label="spool (100 MB)")
         colours = {"ok": "tab:green", "catching_up": "tab:blue", "overloaded": "tab:orange", "degraded": "tab:red"}
         for s in report.samples:
-            spool.axvspan(s.t - 1, s.t, color=colours.get(s.status, "grey"), alpha=0.15, linewidth=0)
-        spool.set_ylabel("MB  (band: /status)")
-        spool.legend(loc="upper right", title=" ".join(f"{k}={v[4:]}" for k, v in colours.items()), fontsize=8)
+            backlog.axvspan(s.t - 1, s.t, color=colours.get(s.status, "grey"), alpha=0.12, linewidth=0)
+        backlog.set_ylabel("backlog  (band: /status)")
+        backlog.legend(loc="upper right", title=" ".join(f"{k}={v[4:]}" for k, v in colours.items()), fontsize=8)
     axes[-1].set_xlabel("seconds")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -62,6 +62,11 @@ class IngestMetrics(ServiceMetrics):
             "Readings deferred to the spool because the writers were saturated",
             registry=r,
         )
+        self.behind = Gauge(
+            "sitewatch_ingest_behind_seconds",
+            "While messages wait: now minus the newest reading time stored (how far storage is behind)",
+            registry=r,
+        )
         self.unacknowledged = Gauge(
             "sitewatch_ingest_unacknowledged", "Messages received and not yet acknowledged (back-pressure)", registry=r
         )

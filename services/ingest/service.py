@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ INTERNAL_ERROR = "internal_error"
 _RELOAD_MIN_S = 0.5
 _MAINTENANCE_S = 3600.0
 _OVERLOAD_HOLD_S = 5.0  # the state stays "overloaded" this long after the spool last grew
+_BEHIND_S = 5.0  # storage this far behind the newest reading received is overloaded, or catching up
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ class IngestService:
         self._db_down = False
         self._grew_at = -_OVERLOAD_HOLD_S  # when a batch was last deferred (the writers were saturated)
         self._unacknowledged = 0  # messages received and not yet PUBACKed
+        self._stored_upto_ms = 0  # the newest reading time committed
 
     # -- database connections ------------------------------------------------------------------
     async def _writer(self, slot: int) -> Writer:
@@ -289,6 +292,8 @@ class IngestService:
             return False
         self.metrics.db_up.set(1)
         self._db_down = False
+        newest = max((int(t.max()) for t in batch.r_ts if len(t)), default=0)
+        self._stored_upto_ms = max(self._stored_upto_ms, min(newest, int(time.time() * 1000)))
         self.metrics.observe_commit(batch, result, time.monotonic() - started)
         return True
 
@@ -331,14 +336,21 @@ class IngestService:
                 await asyncio.sleep(1.0)
 
     async def _watch_load(self) -> None:
-        """Publish the load state and log its changes."""
+        """Publish the load state and log its changes. Storage is behind when messages wait and the
+        newest reading stored is old: the backlog then waits in the broker's session (ingest runs
+        niced, so under CPU pressure it is storage that falls behind) or in the spool."""
         state = "normal"
+        history: deque[float] = deque(maxlen=int(_OVERLOAD_HOLD_S / 0.5))
         while True:
+            behind = time.time() - self._stored_upto_ms / 1000 if self._unacknowledged and self._stored_upto_ms else 0.0
+            growing = bool(history) and behind > history[0] + 0.5
+            history.append(behind)
+            self.metrics.behind.set(behind)
             if self._db_down and len(self.spool):
                 now = "database_down"
-            elif time.monotonic() - self._grew_at < _OVERLOAD_HOLD_S:
+            elif time.monotonic() - self._grew_at < _OVERLOAD_HOLD_S or (behind > _BEHIND_S and growing):
                 now = "overloaded"
-            elif len(self.spool):
+            elif len(self.spool) or behind > _BEHIND_S:
                 now = "catching_up"
             else:
                 now = "normal"

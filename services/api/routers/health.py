@@ -127,6 +127,7 @@ _FIGURES = {
     "sitewatch_ingest_spool_bytes": "spool_bytes",
     "sitewatch_ingest_deferred_readings_total": "deferred_readings",
     "sitewatch_ingest_unacknowledged": "unacknowledged",
+    "sitewatch_ingest_behind_seconds": "behind_s",
     "sitewatch_ingest_db_up": "db_up",
     "sitewatch_alerting_delay_seconds": "delay_s",
     "sitewatch_alerting_event_lag_seconds": "event_lag_s",
