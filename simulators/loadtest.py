@@ -252,6 +252,7 @@ class AlertLedger:
         self.sent: dict[tuple[str, float], float] = {}
         self.arrived: dict[tuple[str, float], float] = {}
         self.unexpected = 0
+        self._all_answered = threading.Event()
 
     def crossing(self, site: str, value: float, at: float) -> None:
         with self._lock:
@@ -269,8 +270,18 @@ class AlertLedger:
         with self._lock:
             if key in self.sent and key not in self.arrived:
                 self.arrived[key] = now
+                if len(self.arrived) == len(self.sent):
+                    self._all_answered.set()
             else:
                 self.unexpected += 1
+
+    async def answered(self, timeout: float) -> None:
+        """Wait until every crossing (all sent by now) has its alert, or `timeout` passes."""
+        with self._lock:
+            if len(self.arrived) >= len(self.sent):
+                return
+            self._all_answered.clear()
+        await asyncio.to_thread(self._all_answered.wait, timeout)
 
     def latencies_ms(self, since: float = 0.0) -> list[float]:
         with self._lock:
@@ -471,7 +482,8 @@ async def run(
             caught_up = time.time() - publisher.t_end_ms / 1000 if stored >= publisher.published else None
             final_status = await _settled_status(counters)
             end = await counters.read()
-            await asyncio.sleep(min(2.0, plan.seconds))  # the last probes' alerts
+            await asyncio.sleep(min(2.0, plan.seconds))  # the last probes' alerts, and any unexpected one
+            await ledger.answered(timeout=60.0)  # an evaluator behind answers late: late is not lost
         finally:
             publisher.stop()
             await conn.close()
