@@ -54,9 +54,14 @@ pytest: install test-deps
 
 test: lint typecheck pytest
 
-bench: install
+# Each prints its figures and a ratio against a baseline measured in the same run (docs/performance.md).
+bench: install test-deps
 	$(BIN)/python bench/decode.py
+	$(BIN)/python bench/evaluator.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/storage.py
+	$(BIN)/python bench/shards.py
+	$(BIN)/python bench/cluster_broker.py
 
 # The fault matrix with realistic outages (docs/reliability.md): kill -9 of each service, PostgreSQL
 # and Mosquitto away for SOAK_OUTAGE s, the spool full; prints the results table. About 25 minutes.
