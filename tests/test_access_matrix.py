@@ -41,6 +41,7 @@ EXPECT: dict[tuple[str, str], Policy] = {
     ("GET", "/healthz"): "public",
     ("GET", "/readyz"): "public",
     ("GET", "/metrics"): "public",
+    ("GET", "/status"): "public",
     ("GET", "/"): "public",
     ("GET", "/ui"): "public",
     ("GET", "/ui/vendor/echarts.min.js"): "public",
