@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,16 @@ class Gateway:
         return self.publish_raw("positions", body)
 
     def flush(self, infos: Iterable[paho.MQTTMessageInfo], timeout: float = 30.0) -> None:
-        """Wait until the broker has acknowledged every publish in `infos`."""
+        """Wait until the broker has acknowledged every publish in `infos`, those handed over while
+        the connection was down too: paho keeps a QoS 1 message and sends it once reconnected, but
+        its `wait_for_publish` raises for it."""
+        deadline = time.monotonic() + timeout
+        pace = threading.Event()
         for info in infos:
-            info.wait_for_publish(timeout)
+            while not info._published:  # the acknowledgement flag, whatever the rc at hand-over
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"message {info.mid} not acknowledged within {timeout:g} s")
+                pace.wait(0.01)  # paho offers no wait that survives a reconnect
 
     def close(self) -> None:
         self._client.disconnect()

@@ -44,6 +44,9 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.PostgresConnectionError,
+    # a connection the server dropped in the middle of an operation can be left in a state where
+    # the next one fails on the client side ("another operation is in progress"): drop it too
+    asyncpg.exceptions.InternalClientError,
     TimeoutError,
 )
 
