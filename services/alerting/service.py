@@ -65,7 +65,6 @@ class AlertingService:
             [("sw/v1/+/+/telemetry", 1), ("sw/v1/+/+/positions", 1), ("sw/v1/+/+/status", 1)],
         )
         self._checkpoint_key = f"{CHECKPOINT_KEY}:{shard.key}" if shard else CHECKPOINT_KEY
-        self._others: set[str] = set()  # other shards' sites: known, not ours
         self._unacked: list[Delivery] = []  # evaluated; acknowledged once their alert changes are stored
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
@@ -126,8 +125,7 @@ class AlertingService:
         if self.shard is None:
             return catalog
         mine = await shards.sites_of(conn, self.shard.index)
-        self._others = set(catalog.site_ids) - mine
-        self.session.ignored_sites = frozenset(self._others)
+        self.session.ignored_sites = frozenset(set(catalog.site_ids) - mine)  # known, other shards
         return catalog.only(mine)
 
     async def _rebuild(self) -> None:
@@ -302,7 +300,7 @@ class AlertingService:
             if (
                 topic is not None
                 and topic.site not in self.evaluator.catalog.site_ids
-                and topic.site not in self._others
+                and topic.site not in self.session.ignored_sites
             ):
                 return True
         return False

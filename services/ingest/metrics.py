@@ -72,7 +72,7 @@ class IngestMetrics(ServiceMetrics):
         )
         self._window: deque[tuple[float, int]] = deque()
 
-    def observe_commit(self, batch: Batch, result: WriteResult, seconds: float) -> None:
+    def observe_commit(self, batch: Batch, result: WriteResult, seconds: float, newest_ms: int | None) -> None:
         now = time.time()
         self.readings_stored.inc(result.readings)
         self.positions_stored.inc(result.positions)
@@ -81,9 +81,8 @@ class IngestMetrics(ServiceMetrics):
         self.commit_seconds.observe(seconds)
         if batch.msg_received_ms:
             self.lag.observe(now - min(batch.msg_received_ms) / 1000)
-        newest = max((int(t.max()) for t in batch.r_ts if len(t)), default=None)
-        if newest is not None:
-            self.event_lag.set(now - newest / 1000)
+        if newest_ms is not None:
+            self.event_lag.set(now - newest_ms / 1000)
         self._window.append((now, result.readings))
         while self._window and self._window[0][0] < now - _RATE_WINDOW_S:
             self._window.popleft()

@@ -8,9 +8,9 @@ Overload (docs/reliability.md): a batch the writers cannot take within `defer_af
 to the spool and acknowledged, so the backlog waits on disk rather than in the broker's memory, and
 the process (niced) leaves the CPU to alerting; the replayers catch up when the load falls. The
 `sitewatch_ingest_load` state says which of normal, overloaded, catching_up, database_down holds.
-Catalog changes arrive by
-LISTEN/NOTIFY; an unknown site or point also triggers a (rate-limited) reload before rejecting, so a
-catalog loaded just before a publish is never raced.
+
+Catalog changes arrive by LISTEN/NOTIFY; an unknown site or point also triggers a (rate-limited)
+reload before rejecting, so a catalog loaded just before a publish is never raced.
 """
 
 from __future__ import annotations
@@ -292,9 +292,10 @@ class IngestService:
             return False
         self.metrics.db_up.set(1)
         self._db_down = False
-        newest = max((int(t.max()) for t in batch.r_ts if len(t)), default=0)
-        self._stored_upto_ms = max(self._stored_upto_ms, min(newest, int(time.time() * 1000)))
-        self.metrics.observe_commit(batch, result, time.monotonic() - started)
+        newest = batch.newest_ms
+        if newest is not None:
+            self._stored_upto_ms = max(self._stored_upto_ms, min(newest, int(time.time() * 1000)))
+        self.metrics.observe_commit(batch, result, time.monotonic() - started, newest)
         return True
 
     async def _write(self, slot: int) -> None:
@@ -302,7 +303,7 @@ class IngestService:
             pending = await self._ready.get()
             # While the database is away, straight behind what waits for it; otherwise committed
             # now, beside the replayers (duplicates and late positions do not depend on the order).
-            if not pending.batch.msg_site and not pending.batch.dead:
+            if pending.batch.empty:
                 pending.durable.set()  # only other shards' messages: nothing to store
             elif (self._db_down and len(self.spool)) or not await self._commit(slot, pending.batch):
                 await self._spool(pending)

@@ -66,6 +66,11 @@ class Batch:
     def empty(self) -> bool:
         return not self.msg_seq and not self.dead
 
+    @property
+    def newest_ms(self) -> int | None:
+        """The newest reading time in the batch, if it holds readings."""
+        return max((int(t.max()) for t in self.r_ts if len(t)), default=None)
+
     def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if not self.r_point:
             z = np.empty(0, dtype=np.int64)
