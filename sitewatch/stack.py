@@ -100,18 +100,31 @@ class Layout:
 
 
 # -- small process helpers ------------------------------------------------------------------------
-def free_port(preferred: int | None = None) -> int:
-    """`preferred` when it can be bound on 127.0.0.1, else a fresh port from the kernel."""
-    for port in ([preferred] if preferred else []) + [0]:
-        with socket.socket() as s:
-            # as the servers do, so a port left in TIME_WAIT by our own previous run is reused
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise StackError("no free port")
+def free_port(preferred: int | None = None, wait_s: float = 3.0) -> int:
+    """`preferred` when it can be bound on 127.0.0.1, else a fresh port from the kernel. The
+    preferred port is tried for `wait_s`: a process killed a moment ago may still be releasing it,
+    and its clients (and stack.json's readers) know that port."""
+    deadline = time.monotonic() + wait_s
+    while preferred:
+        if (port := _bind(preferred)) is not None:
+            return port
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # the dying process closes its sockets
+    if (port := _bind(0)) is None:
+        raise StackError("no free port")
+    return port
+
+
+def _bind(port: int) -> int | None:
+    with socket.socket() as s:
+        # as the servers do, so a port left in TIME_WAIT by our own previous run is reused
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+        return int(s.getsockname()[1])
 
 
 def _alive(pid: int | None, marker: str) -> bool:
